@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fastifyCookie from '@fastify/cookie'
+import type { Dispatcher } from 'undici'
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import { systemClock, type Clock } from './clock.js'
+import { createLogger } from './logging.js'
+import problem from './http/problem.js'
+import { createJwtAuthenticator, type Authenticator } from './auth/authenticator.js'
+import { createDevAuth, devLoginRoutes } from './auth/dev.js'
+import { MangopayClient } from './mangopay/client.js'
+import { createMangopayPool } from './mangopay/http.js'
+import { tokenRoutes } from './routes/tokens.js'
+import { healthRoutes, type Lifecycle } from './routes/health.js'
+
+export interface AppDeps {
+  /** A pino logger (tests pass one writing to a capture stream). */
+  logger?: Logger
+  clock?: Clock
+  /** The dispatcher for Mangopay calls; by default the app creates and owns a Pool. */
+  mangopayDispatcher?: Dispatcher
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Flipped by the server on SIGTERM/SIGINT: readiness turns 503 before connections close. */
+    lifecycle: Lifecycle
+    mangopay: MangopayClient
+  }
+}
+
+const BODY_LIMIT_BYTES = 4 * 1024
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** A caller's X-Request-Id is kept when it is sane (so traces join up); otherwise a new one. */
+function requestId (req: { headers: Record<string, string | string[] | undefined> }): string {
+  const incoming = req.headers['x-request-id']
+  return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
+}
+
+function serverOptions (config: Config, logger: Logger): FastifyServerOptions {
+  return {
+    loggerInstance: logger,
+    genReqId: requestId,
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: config.server.trustProxy.length > 0 ? config.server.trustProxy : false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 65_000,
+    // Unknown fields are an error (SPEC §2), never silently dropped; types are never coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
+  }
+}
+
+function authenticatorFor (config: Config): { authenticator: Authenticator, dev?: ReturnType<typeof createDevAuth> } {
+  const { auth } = config
+  if (auth.mode === 'dev') {
+    const dev = createDevAuth(auth.dev?.sessionSecret, auth.cookieName)
+    return { authenticator: createJwtAuthenticator(dev.jwt, { userIdClaim: auth.userIdClaim, cookieName: dev.cookieName }), dev }
+  }
+  if (auth.mode === 'jwt' && auth.jwt !== undefined) {
+    return { authenticator: createJwtAuthenticator(auth.jwt, { userIdClaim: auth.userIdClaim, cookieName: auth.cookieName }) }
+  }
+  throw new Error(`AUTH_MODE=${auth.mode} is not available`)
+}
+
+/** Builds the broker. `server.ts` listens; tests call this same factory. */
+export async function buildApp (config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const logger = deps.logger ?? createLogger(config.logLevel)
+  const clock = deps.clock ?? systemClock
+  const app = Fastify(serverOptions(config, logger))
+
+  const ownsPool = deps.mangopayDispatcher === undefined
+  const pool = deps.mangopayDispatcher ?? createMangopayPool({ origin: new URL(config.mangopay.baseUrl).origin, timeoutMs: config.mangopay.timeoutMs })
+  const client = new MangopayClient({ config: config.mangopay, pool, clock, logger: app.log })
+  const lifecycle: Lifecycle = { shuttingDown: false }
+  app.decorate('lifecycle', lifecycle)
+  app.decorate('mangopay', client)
+  app.addHook('onClose', async () => {
+    if (ownsPool) await pool.close()
+  })
+
+  // Only JSON bodies: text/plain and the rest get 415. An empty body with a JSON content type
+  // counts as "no body" (SPEC §2 allows none). Prototype-poisoning keys are refused (400).
+  app.removeAllContentTypeParsers()
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, null)
+    parseJson(request, body as string, done)
+  })
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    reply.header('x-content-type-options', 'nosniff')
+  })
+
+  await app.register(problem)
+  await app.register(fastifyCookie)
+
+  const { authenticator, dev } = authenticatorFor(config)
+  const allowedOrigins = new Set(config.cors.origins)
+  await app.register(tokenRoutes, {
+    client,
+    authenticator,
+    allowedOrigins,
+    clock,
+    mangopay: { clientId: config.mangopay.clientId, environment: config.mangopay.environment, timeoutMs: config.mangopay.timeoutMs }
+  })
+  await app.register(healthRoutes, { client, lifecycle, clock, timeoutMs: config.mangopay.timeoutMs })
+  if (dev !== undefined) await app.register(devLoginRoutes, { dev, userIdClaim: config.auth.userIdClaim })
+
+  return app
+}

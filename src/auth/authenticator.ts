@@ -1,0 +1,44 @@
+import type { FastifyRequest } from 'fastify'
+import type { AuthConfig, JwtConfig } from '../config.js'
+import { BrokerError } from '../errors.js'
+import { createJwtVerifier, type JwtVerifier } from './jwt.js'
+import { mangopayUserIdsFromClaim, type Session } from './session.js'
+
+/** Turns a request's credentials into a verified Session, or refuses with 401. */
+export interface Authenticator {
+  authenticate (request: FastifyRequest): Promise<Session>
+}
+
+interface Credential { token: string, source: Session['credential'] }
+
+function credentialFrom (request: FastifyRequest, cookieName: string | undefined): Credential {
+  const header = request.headers.authorization
+  if (header !== undefined) {
+    const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(header)
+    if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".')
+    return { token: match[1], source: 'header' }
+  }
+  const cookie = cookieName === undefined ? undefined : request.cookies[cookieName]
+  if (cookie !== undefined && cookie !== '') return { token: cookie, source: 'cookie' }
+  throw new BrokerError('unauthenticated', cookieName === undefined
+    ? 'Sign in first: send "Authorization: Bearer <token>".'
+    : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
+}
+
+/** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
+export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier }): Authenticator {
+  const verify = options.verify ?? createJwtVerifier(jwt)
+  return {
+    async authenticate (request) {
+      const credential = credentialFrom(request, options.cookieName)
+      const claims = await verify(credential.token)
+      return {
+        subject: typeof claims.sub === 'string' ? claims.sub : 'unknown',
+        mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim]),
+        credential: credential.source
+      }
+    }
+  }
+}
+
+export type AuthSettings = Pick<AuthConfig, 'userIdClaim' | 'cookieName'>

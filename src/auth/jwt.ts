@@ -1,0 +1,56 @@
+import { createPublicKey, type KeyObject } from 'node:crypto'
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import type { JwtConfig } from '../config.js'
+import { BrokerError } from '../errors.js'
+
+export type JwtVerifier = (token: string) => Promise<JWTPayload>
+
+/** Far larger than any sane session JWT; refuses to parse megabytes of attacker input. */
+const MAX_JWT_LENGTH = 8192
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+function unauthenticated (detail: string, cause?: unknown): BrokerError {
+  return new BrokerError('unauthenticated', detail, { cause, logFields: { auth: { reason: (cause as Error | undefined)?.constructor?.name ?? detail } } })
+}
+
+function keyFor (config: JwtConfig): KeyObject | Uint8Array | JWTVerifyGetKey {
+  switch (config.key.kind) {
+    case 'jwks':
+      // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
+      return createRemoteJWKSet(new URL(config.key.url), { timeoutDuration: 3000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+    case 'public-key':
+      return createPublicKey(config.key.pem)
+    case 'secret':
+      return new TextEncoder().encode(config.key.secret)
+  }
+}
+
+/**
+ * Verifies a JWT: signature with the configured key source, an explicit algorithm allow-list
+ * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
+ * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
+ */
+export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = () => new Date()): JwtVerifier {
+  const key = keyFor(config)
+  return async function verify (token) {
+    if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
+    try {
+      const { payload } = await jwtVerify(token, key as KeyObject, {
+        algorithms: config.algorithms,
+        issuer: config.issuer,
+        audience: config.audience,
+        clockTolerance: config.clockToleranceS,
+        requiredClaims: ['exp'],
+        currentDate: currentDate()
+      })
+      return payload
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw unauthenticated('The session token has expired.', err)
+      // The key set could not be fetched: the identity provider is down, not the caller's fault.
+      if (config.key.kind === 'jwks' && (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid)) {
+        throw new BrokerError('auth_unavailable', 'The identity provider\'s keys cannot be fetched right now; try again shortly.', { cause: err, retryAfterS: 5 })
+      }
+      throw unauthenticated('The session token is invalid.', err)
+    }
+  }
+}

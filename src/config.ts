@@ -1,0 +1,325 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import envSchema from 'env-schema'
+import { Type, type Static } from 'typebox'
+
+/**
+ * The one place the environment is read. `loadConfig` validates everything at once, so a bad
+ * deployment fails at start-up with a single message naming every problem, and hands the rest
+ * of the app small slices: only the Mangopay client ever sees the API key.
+ */
+
+const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(def === undefined ? {} : { default: def }) })
+const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
+
+const EnvSchema = Type.Object({
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Port(3000),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
+  TRUST_PROXY: Type.Optional(Type.String()),
+
+  MANGOPAY_ENV: Type.Union([Type.Literal('sandbox'), Type.Literal('production')], { default: 'sandbox' }),
+  MANGOPAY_BASE_URL: Type.Optional(Text()),
+  MANGOPAY_CLIENT_ID: Text({ maxLength: 128 }),
+  MANGOPAY_API_KEY: Text(),
+  MANGOPAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+  MANGOPAY_QUOTA_RESERVE: Type.Number({ minimum: 0, maximum: 0.95, default: 0.2 }),
+  EMBEDDED_TOKEN_REUSE_MIN_TTL_S: Type.Integer({ minimum: 0, maximum: 840, default: 0 }),
+
+  AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
+  AUTH_JWKS_URL: Type.Optional(Text()),
+  AUTH_JWT_PUBLIC_KEY: Type.Optional(Text()),
+  AUTH_JWT_SECRET: Type.Optional(Text()),
+  AUTH_JWT_ALGORITHMS: Type.Optional(Text()),
+  AUTH_ISSUER: Type.Optional(Text()),
+  AUTH_AUDIENCE: Type.Optional(Text()),
+  AUTH_CLOCK_TOLERANCE_S: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+  AUTH_COOKIE_NAME: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+\\-.^_`|~0-9A-Za-z]{1,64}$' })),
+  AUTH_USER_ID_CLAIM: Type.String({ minLength: 1, maxLength: 128, default: 'mangopay_user_id' }),
+  AUTH_FORWARD_URL: Type.Optional(Text()),
+  AUTH_FORWARD_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 300_000, default: 0 }),
+  AUTH_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 30_000, default: 2000 }),
+  DEV_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+
+  CORS_ORIGINS: Type.String({ default: '' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 })
+})
+type Env = Static<typeof EnvSchema>
+
+/** Variables that may instead be read from a file named by `<NAME>_FILE`. */
+const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET'] as const
+
+export const MANGOPAY_BASE_URLS = {
+  sandbox: 'https://api.sandbox.mangopay.com',
+  production: 'https://api.mangopay.com'
+} as const
+
+export type JwtAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA' | 'HS256' | 'HS384' | 'HS512'
+const ASYMMETRIC_ALGORITHMS: readonly JwtAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
+const HMAC_ALGORITHMS: readonly JwtAlgorithm[] = ['HS256', 'HS384', 'HS512']
+
+export interface ServerConfig {
+  host: string
+  port: number
+  shutdownDelayMs: number
+  /** Addresses/CIDRs whose X-Forwarded-For is believed; empty = none. */
+  trustProxy: string[]
+}
+
+export interface MangopayConfig {
+  environment: 'sandbox' | 'production'
+  baseUrl: string
+  clientId: string
+  apiKey: string
+  timeoutMs: number
+  quotaReserve: number
+  reuseMinTtlS: number
+}
+
+export type JwtKeySource =
+  | { kind: 'jwks', url: string }
+  | { kind: 'public-key', pem: string }
+  | { kind: 'secret', secret: string }
+
+export interface JwtConfig {
+  key: JwtKeySource
+  algorithms: JwtAlgorithm[]
+  issuer: string
+  audience: string
+  clockToleranceS: number
+}
+
+export interface AuthConfig {
+  mode: 'jwt' | 'forward' | 'dev'
+  userIdClaim: string
+  cookieName: string | undefined
+  jwt: JwtConfig | undefined
+  forward: { url: string, cacheTtlMs: number, timeoutMs: number } | undefined
+  dev: { sessionSecret: string | undefined } | undefined
+}
+
+export interface Config {
+  server: ServerConfig
+  logLevel: string
+  mangopay: MangopayConfig
+  auth: AuthConfig
+  cors: { origins: string[] }
+  rateLimit: { max: number, windowMs: number }
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+
+  constructor (problems: string[]) {
+    super(`Invalid configuration:\n${problems.map(p => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/** Reads `<NAME>_FILE` secrets into `<NAME>`; a trailing newline in the file is not part of the secret. */
+function resolveSecretFiles (env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
+  const out = { ...env }
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`]
+    if (file === undefined || file === '') continue
+    if (env[name] !== undefined && env[name] !== '') {
+      problems.push(`${name} and ${name}_FILE are both set; set only one`)
+      continue
+    }
+    try {
+      out[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+  }
+  return out
+}
+
+interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
+
+function describeSchemaIssue (issue: AjvIssue): string {
+  if (issue.keyword === 'required') return `${String(issue.params.missingProperty)} is required`
+  const name = issue.instancePath.replace(/^\//, '')
+  if (issue.keyword === 'anyOf' || issue.keyword === 'enum' || issue.keyword === 'const') {
+    const allowed = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const: string }> }>)[name]?.anyOf?.map(s => s.const)
+    return `${name} must be one of ${allowed?.join(', ') ?? 'the allowed values'}`
+  }
+  if (issue.keyword === 'pattern') return `${name} has an invalid format`
+  return `${name} ${issue.message ?? 'is invalid'}`
+}
+
+function splitList (value: string | undefined): string[] {
+  return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
+function isLoopbackHost (hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '')
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
+}
+
+/** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
+function checkUrl (name: string, value: string, problems: string[]): string | undefined {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    problems.push(`${name} must be an absolute URL`)
+    return undefined
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    problems.push(`${name} must use https (plain http is allowed only for loopback hosts)`)
+    return undefined
+  }
+  if (url.username !== '' || url.password !== '') {
+    problems.push(`${name} must not contain credentials`)
+    return undefined
+  }
+  return url.href
+}
+
+function checkOrigins (value: string, problems: string[]): string[] {
+  const origins: string[] = []
+  for (const entry of splitList(value)) {
+    let origin: string | undefined
+    try {
+      origin = new URL(entry).origin
+    } catch {}
+    if (origin === undefined || origin === 'null' || origin !== entry.replace(/\/$/, '')) {
+      problems.push(`CORS_ORIGINS: "${entry}" is not an exact origin like https://app.example.com (no wildcard, path or trailing text)`)
+      continue
+    }
+    origins.push(origin)
+  }
+  return origins
+}
+
+function checkTrustProxy (value: string | undefined, problems: string[]): string[] {
+  const entries = splitList(value)
+  for (const entry of entries) {
+    const [address, bits, ...rest] = entry.split('/')
+    const family = isIP(address ?? '')
+    const maxBits = family === 6 ? 128 : 32
+    const validBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits)
+    if (family === 0 || !validBits || rest.length > 0) {
+      problems.push(`TRUST_PROXY: "${entry}" is not an IP address or CIDR range`)
+    }
+  }
+  return entries
+}
+
+function jwtAlgorithms (env: Env, key: JwtKeySource, problems: string[]): JwtAlgorithm[] {
+  const allowedForKey = key.kind === 'secret' ? HMAC_ALGORITHMS : ASYMMETRIC_ALGORITHMS
+  const requested = splitList(env.AUTH_JWT_ALGORITHMS)
+  if (requested.length === 0) return key.kind === 'secret' ? ['HS256'] : ['RS256', 'PS256', 'ES256', 'EdDSA']
+  const algorithms: JwtAlgorithm[] = []
+  for (const alg of requested) {
+    if ((allowedForKey as readonly string[]).includes(alg)) {
+      algorithms.push(alg as JwtAlgorithm)
+    } else {
+      problems.push(`AUTH_JWT_ALGORITHMS: "${alg}" is not allowed with ${key.kind === 'secret' ? 'an HMAC secret' : 'public keys'} (allowed: ${allowedForKey.join(', ')})`)
+    }
+  }
+  return algorithms
+}
+
+function jwtConfig (env: Env, problems: string[]): JwtConfig | undefined {
+  const sources: JwtKeySource[] = []
+  if (env.AUTH_JWKS_URL !== undefined) {
+    const url = checkUrl('AUTH_JWKS_URL', env.AUTH_JWKS_URL, problems)
+    if (url !== undefined) sources.push({ kind: 'jwks', url })
+  }
+  if (env.AUTH_JWT_PUBLIC_KEY !== undefined) {
+    if (!/-----BEGIN PUBLIC KEY-----/.test(env.AUTH_JWT_PUBLIC_KEY)) problems.push('AUTH_JWT_PUBLIC_KEY must be a PEM "PUBLIC KEY" (SPKI)')
+    else sources.push({ kind: 'public-key', pem: env.AUTH_JWT_PUBLIC_KEY })
+  }
+  if (env.AUTH_JWT_SECRET !== undefined) {
+    if (Buffer.byteLength(env.AUTH_JWT_SECRET) < 32) problems.push('AUTH_JWT_SECRET must be at least 32 bytes')
+    else sources.push({ kind: 'secret', secret: env.AUTH_JWT_SECRET })
+  }
+  const given = [env.AUTH_JWKS_URL, env.AUTH_JWT_PUBLIC_KEY, env.AUTH_JWT_SECRET].filter(v => v !== undefined).length
+  if (given === 0) problems.push('AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE) or AUTH_JWT_SECRET(_FILE)')
+  if (given > 1) problems.push('set only one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE), AUTH_JWT_SECRET(_FILE)')
+  if (env.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER is required when AUTH_MODE=jwt')
+  if (env.AUTH_AUDIENCE === undefined) problems.push('AUTH_AUDIENCE is required when AUTH_MODE=jwt')
+  const key = sources[0]
+  if (given !== 1 || key === undefined || env.AUTH_ISSUER === undefined || env.AUTH_AUDIENCE === undefined) return undefined
+  return {
+    key,
+    algorithms: jwtAlgorithms(env, key, problems),
+    issuer: env.AUTH_ISSUER,
+    audience: env.AUTH_AUDIENCE,
+    clockToleranceS: env.AUTH_CLOCK_TOLERANCE_S
+  }
+}
+
+function authConfig (env: Env, problems: string[]): AuthConfig {
+  const auth: AuthConfig = {
+    mode: env.AUTH_MODE,
+    userIdClaim: env.AUTH_USER_ID_CLAIM,
+    cookieName: env.AUTH_COOKIE_NAME,
+    jwt: undefined,
+    forward: undefined,
+    dev: undefined
+  }
+  if (env.AUTH_MODE === 'jwt') auth.jwt = jwtConfig(env, problems)
+  if (env.AUTH_MODE === 'forward') {
+    if (env.AUTH_FORWARD_URL === undefined) problems.push('AUTH_FORWARD_URL is required when AUTH_MODE=forward')
+    const url = env.AUTH_FORWARD_URL === undefined ? undefined : checkUrl('AUTH_FORWARD_URL', env.AUTH_FORWARD_URL, problems)
+    if (url !== undefined) auth.forward = { url, cacheTtlMs: env.AUTH_FORWARD_CACHE_TTL_MS, timeoutMs: env.AUTH_FORWARD_TIMEOUT_MS }
+  }
+  if (env.AUTH_MODE === 'dev') {
+    if (env.MANGOPAY_ENV === 'production') problems.push('AUTH_MODE=dev is refused when MANGOPAY_ENV=production')
+    auth.dev = { sessionSecret: env.DEV_SESSION_SECRET }
+  }
+  return auth
+}
+
+/**
+ * Validates `env` (normally `process.env`) and returns the config, or throws one ConfigError
+ * listing every problem found.
+ */
+export function loadConfig (rawEnv: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = []
+  // Empty strings mean "unset": that is how most orchestrators render an absent value.
+  const present = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ''))
+  const data = resolveSecretFiles(present, problems)
+
+  let env: Env
+  try {
+    env = envSchema<Env>({ schema: EnvSchema, data, env: false, dotenv: false })
+  } catch (err) {
+    const issues = (err as { errors?: AjvIssue[] }).errors ?? []
+    problems.push(...new Set(issues.filter(i => i.keyword !== 'type' || !issues.some(o => o !== i && o.instancePath === i.instancePath && o.keyword === 'anyOf')).map(describeSchemaIssue)))
+    throw new ConfigError(problems)
+  }
+
+  const baseUrl = env.MANGOPAY_BASE_URL === undefined
+    ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV]
+    : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  const config: Config = {
+    server: {
+      host: env.HOST,
+      port: env.PORT,
+      shutdownDelayMs: env.SHUTDOWN_DELAY_MS,
+      trustProxy: checkTrustProxy(env.TRUST_PROXY, problems)
+    },
+    logLevel: env.LOG_LEVEL,
+    mangopay: {
+      environment: env.MANGOPAY_ENV,
+      baseUrl: (baseUrl ?? '').replace(/\/+$/, ''),
+      clientId: env.MANGOPAY_CLIENT_ID,
+      apiKey: env.MANGOPAY_API_KEY,
+      timeoutMs: env.MANGOPAY_TIMEOUT_MS,
+      quotaReserve: env.MANGOPAY_QUOTA_RESERVE,
+      reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S
+    },
+    auth: authConfig(env, problems),
+    cors: { origins: checkOrigins(env.CORS_ORIGINS, problems) },
+    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: env.RATE_LIMIT_WINDOW_MS }
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
+}

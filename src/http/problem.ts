@@ -1,0 +1,97 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { BrokerError, type ErrorCode } from '../errors.js'
+
+/**
+ * One error handler for the whole app: every refusal, from every route (404 included), is
+ * RFC 9457 application/problem+json with a stable `code` and the request id. Only
+ * BrokerError details are shown; anything unexpected is a plain 500 whose cause stays in the log.
+ */
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+export interface Problem {
+  type: 'about:blank'
+  title: string
+  status: number
+  code: string
+  detail: string
+  requestId: string
+  [extension: string]: unknown
+}
+
+export function problemBody (status: number, code: string, detail: string, requestId: string): Problem {
+  return { type: 'about:blank', title: TITLES[status] ?? 'Error', status, code, detail, requestId }
+}
+
+export function sendProblem (reply: FastifyReply, error: BrokerError, extensions: Record<string, unknown> = {}): FastifyReply {
+  if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS))
+  return reply
+    .code(error.statusCode)
+    .type('application/problem+json')
+    .send({ ...problemBody(error.statusCode, error.code, error.detail, reply.request.id), ...extensions })
+}
+
+/** Fastify's own errors (parsing, limits, validation) in SPEC §2 terms. */
+function fromFastifyError (err: FastifyError): BrokerError {
+  if (err.validation !== undefined) {
+    const first = err.validation[0]
+    const where = first?.instancePath === '' || first?.instancePath === undefined ? 'body' : `body${first.instancePath.replace(/\//g, '.')}`
+    const what = first?.keyword === 'additionalProperties'
+      ? `unknown field "${String(first.params.additionalProperty)}"`
+      : (first?.message ?? 'is invalid')
+    return new BrokerError('bad_request', `Invalid request ${where}: ${what}.`)
+  }
+  const byCode: Record<string, [ErrorCode, string]> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'The request body is too large.'],
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: ['unsupported_media_type', 'Send the body as application/json.'],
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['bad_request', 'The Content-Length header does not match the body.'],
+    FST_ERR_CTP_EMPTY_JSON_BODY: ['bad_request', 'The JSON body is empty.'],
+    FST_ERR_CTP_INVALID_JSON_BODY: ['bad_request', 'The body is not valid JSON.']
+  }
+  const mapped = err.code === undefined ? undefined : byCode[err.code]
+  if (mapped !== undefined) return new BrokerError(mapped[0], mapped[1])
+  if (err instanceof SyntaxError || err.statusCode === 400) {
+    // JSON syntax errors and secure-json-parse's prototype-poisoning refusals.
+    return new BrokerError('bad_request', 'The body is not acceptable JSON.')
+  }
+  if (err.statusCode === 413) return new BrokerError('payload_too_large', 'The request body is too large.')
+  if (err.statusCode === 415) return new BrokerError('unsupported_media_type', 'Send the body as application/json.')
+  if (err.statusCode === 429) return new BrokerError('rate_limited', 'Too many requests; slow down.')
+  if (err.statusCode === 503) return new BrokerError('shutting_down', 'The broker is shutting down.')
+  return new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
+}
+
+async function problemPlugin (app: FastifyInstance): Promise<void> {
+  app.setErrorHandler(function handleError (err: FastifyError | BrokerError, request: FastifyRequest, reply: FastifyReply) {
+    const error = err instanceof BrokerError ? err : fromFastifyError(err)
+    if (error.statusCode >= 500) {
+      request.log.error({ err: error.cause ?? error, code: error.code, ...error.logFields }, error.detail)
+    } else {
+      request.log.info({ code: error.code, ...error.logFields }, `refused: ${error.code}`)
+    }
+    return sendProblem(reply, error)
+  })
+
+  app.setNotFoundHandler(function notFound (request, reply) {
+    // The path is not echoed: whatever a caller put in a URL stays out of the answer.
+    return sendProblem(reply, new BrokerError('not_found', `No such route for ${request.method}.`))
+  })
+}
+
+export default fp(problemPlugin, { name: 'problem', fastify: '5.x' })

@@ -1,0 +1,141 @@
+import type { Clock } from '../clock.js'
+
+/**
+ * Holds the one Mangopay OAuth bearer the broker uses for its whole life (Mangopay asks for
+ * exactly that). Pure: no I/O of its own; `fetchBearer` does the OAuth call.
+ *
+ * - A bearer is never used in its last `HARD_MARGIN_MS` (Mangopay: renew 30 s before expiry).
+ * - From `refreshAt` on, the first caller starts a refresh in the background and still gets
+ *   the current bearer, so requests do not wait while the old one is valid.
+ * - Single flight: any number of concurrent needs share one OAuth call.
+ * - A failed call is not cached: the next need tries again. Background refreshes back off
+ *   after a failure so a failing OAuth endpoint is not called on every request.
+ */
+
+export interface BearerGrant {
+  accessToken: string
+  /** `expires_in` as Mangopay sent it: may be missing or odd, and is clamped here. */
+  expiresIn: unknown
+}
+
+export interface Bearer {
+  token: string
+  obtainedAt: number
+  expiresAt: number
+  /** From this instant a background refresh is started. */
+  refreshAt: number
+}
+
+export type BearerEvent =
+  | { type: 'refreshed', background: boolean, lifetimeS: number, clamped: boolean }
+  | { type: 'refresh_failed', background: boolean, error: unknown }
+  | { type: 'invalidated' }
+
+export interface BearerStoreOptions {
+  fetchBearer: () => Promise<BearerGrant>
+  clock: Clock
+  onEvent?: (event: BearerEvent) => void
+}
+
+export const HARD_MARGIN_MS = 30_000
+export const MIN_LIFETIME_S = 60
+export const MAX_LIFETIME_S = 24 * 3600
+const BACKGROUND_RETRY_MIN_MS = 1000
+const BACKGROUND_RETRY_MAX_MS = 30_000
+
+/** Clamps Mangopay's `expires_in` into a sane lifetime; says whether it had to. */
+export function clampLifetime (expiresIn: unknown): { seconds: number, clamped: boolean } {
+  const value = typeof expiresIn === 'string' && expiresIn.trim() !== '' ? Number(expiresIn) : expiresIn
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_LIFETIME_S) return { seconds: MIN_LIFETIME_S, clamped: true }
+  if (value > MAX_LIFETIME_S) return { seconds: MAX_LIFETIME_S, clamped: true }
+  return { seconds: Math.floor(value), clamped: false }
+}
+
+export class BearerStore {
+  readonly #fetchBearer: () => Promise<BearerGrant>
+  readonly #clock: Clock
+  readonly #onEvent: (event: BearerEvent) => void
+  #bearer: Bearer | undefined
+  #inflight: Promise<Bearer> | undefined
+  #backgroundFailures = 0
+  #nextBackgroundAttemptAt = 0
+
+  constructor (options: BearerStoreOptions) {
+    this.#fetchBearer = options.fetchBearer
+    this.#clock = options.clock
+    this.#onEvent = options.onEvent ?? (() => {})
+  }
+
+  /** The bearer to use now; waits only when none is usable. */
+  async current (): Promise<string> {
+    const now = this.#clock.now()
+    const bearer = this.#bearer
+    if (bearer !== undefined && now < bearer.expiresAt - HARD_MARGIN_MS) {
+      if (now >= bearer.refreshAt && this.#inflight === undefined && now >= this.#nextBackgroundAttemptAt) {
+        this.#refresh(true).catch(() => {}) // reported through onEvent; the current bearer keeps serving
+      }
+      return bearer.token
+    }
+    return (await this.#refresh(false)).token
+  }
+
+  /** The usable bearer held now, if any (readiness). */
+  peek (): Bearer | undefined {
+    const bearer = this.#bearer
+    return bearer !== undefined && this.#clock.now() < bearer.expiresAt - HARD_MARGIN_MS ? bearer : undefined
+  }
+
+  /**
+   * Mangopay refused `token`: forget it, unless it was already replaced (then a concurrent
+   * request has re-authenticated and the new bearer stays).
+   */
+  invalidate (token: string): void {
+    if (this.#bearer?.token === token) {
+      this.#bearer = undefined
+      this.#onEvent({ type: 'invalidated' })
+    }
+  }
+
+  /** Starts (or joins) a refresh whatever the current bearer's age: used at boot and on key rotation. */
+  async refresh (): Promise<Bearer> {
+    return await this.#refresh(false)
+  }
+
+  #refresh (background: boolean): Promise<Bearer> {
+    if (this.#inflight !== undefined) return this.#inflight
+    const requestedAt = this.#clock.now()
+    const inflight = this.#fetchBearer().then(
+      grant => {
+        const { seconds, clamped } = clampLifetime(grant.expiresIn)
+        const lifetimeMs = seconds * 1000
+        // Expiry counts from when the request left, not when the answer came back: conservative.
+        const expiresAt = requestedAt + lifetimeMs
+        const refreshAhead = Math.max(HARD_MARGIN_MS * 2, lifetimeMs * 0.2)
+        const bearer: Bearer = {
+          token: grant.accessToken,
+          obtainedAt: requestedAt,
+          expiresAt,
+          refreshAt: Math.max(requestedAt + lifetimeMs / 2, expiresAt - refreshAhead)
+        }
+        this.#bearer = bearer
+        this.#backgroundFailures = 0
+        this.#nextBackgroundAttemptAt = 0
+        this.#onEvent({ type: 'refreshed', background, lifetimeS: seconds, clamped })
+        return bearer
+      },
+      (error: unknown) => {
+        if (background) {
+          this.#backgroundFailures++
+          const backoff = Math.min(BACKGROUND_RETRY_MAX_MS, BACKGROUND_RETRY_MIN_MS * 2 ** (this.#backgroundFailures - 1))
+          this.#nextBackgroundAttemptAt = this.#clock.now() + backoff
+        }
+        this.#onEvent({ type: 'refresh_failed', background, error })
+        throw error
+      }
+    ).finally(() => {
+      this.#inflight = undefined
+    })
+    this.#inflight = inflight
+    return inflight
+  }
+}

@@ -1,0 +1,91 @@
+import { Pool, type Dispatcher } from 'undici'
+import type { IncomingHttpHeaders } from 'node:http'
+import { BrokerError } from '../errors.js'
+import type { MangopayEndpoint } from './upstream-errors.js'
+
+/**
+ * The one connection pool to Mangopay, owned by the app (never the global dispatcher), and
+ * the single function every Mangopay call goes through: explicit deadlines, no redirects
+ * (undici's `request` never follows them), bodies always consumed and size-bounded, and
+ * network failures turned into SPEC §2 codes.
+ */
+
+export interface PoolOptions {
+  origin: string
+  timeoutMs: number
+  /** undici `connect` options (mTLS certificates go here). */
+  tls?: Record<string, unknown>
+}
+
+const MAX_BODY_BYTES = 64 * 1024
+const CONNECT_TIMEOUT_CAP_MS = 3000
+
+export function createMangopayPool ({ origin, timeoutMs, tls }: PoolOptions): Pool {
+  return new Pool(origin, {
+    connections: 64,
+    pipelining: 1,
+    // Explicit timeouts: undici's 300 s defaults would hold a browser request far past its deadline.
+    connect: { timeout: Math.min(CONNECT_TIMEOUT_CAP_MS, timeoutMs), ...tls },
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 60_000
+  })
+}
+
+export interface UpstreamResponse {
+  status: number
+  headers: IncomingHttpHeaders
+  text: string
+}
+
+export interface UpstreamRequest {
+  endpoint: MangopayEndpoint
+  path: string
+  headers: Record<string, string>
+  body: string
+  signal: AbortSignal
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+/** Turns a transport failure into the code the browser sees; the cause stays in the logs only. */
+export function networkError (endpoint: MangopayEndpoint, err: unknown, signal: AbortSignal): BrokerError {
+  const code = (err as { code?: string }).code
+  const logFields = { mangopay: { endpoint, network: code ?? (err as Error).name } }
+  if ((signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError') || (code !== undefined && TIMEOUT_CODES.has(code))) {
+    return new BrokerError('upstream_timeout', 'Mangopay did not answer in time.', { cause: err, logFields })
+  }
+  return new BrokerError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', { cause: err, logFields, retryAfterS: 5 })
+}
+
+async function readBounded (body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) {
+      body.destroy()
+      throw new BrokerError('upstream_error', 'Mangopay answered with an oversized response.')
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export async function postToMangopay (pool: Dispatcher, request: UpstreamRequest): Promise<UpstreamResponse> {
+  try {
+    const response = await pool.request({
+      method: 'POST',
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      signal: request.signal
+    })
+    const text = await readBounded(response.body)
+    return { status: response.statusCode, headers: response.headers, text }
+  } catch (err) {
+    if (err instanceof BrokerError) throw err
+    throw networkError(request.endpoint, err, request.signal)
+  }
+}

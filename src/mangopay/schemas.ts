@@ -1,0 +1,42 @@
+import { Type } from 'typebox'
+import { Compile } from 'typebox/compile'
+
+/**
+ * Shapes of what Mangopay answers. Every 2xx body is checked against these before anything is
+ * used: a malformed answer is a 502, never a 200 with a missing token.
+ */
+
+export const OAuthTokenResponse = Type.Object({
+  access_token: Type.String({ minLength: 1, maxLength: 4096 }),
+  // The guide's example is lower-case "bearer", the reference says "Bearer": compare case-insensitively.
+  token_type: Type.String({ pattern: '^[Bb][Ee][Aa][Rr][Ee][Rr]$' }),
+  // Documented as an integer, but anything odd is clamped by the bearer store rather than rejected.
+  expires_in: Type.Optional(Type.Unknown())
+})
+
+export const EmbeddedTokenResponse = Type.Object({
+  access_token: Type.String({ minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9_\\-.~+/=]+$' }),
+  token_type: Type.String({ pattern: '^[Bb][Ee][Aa][Rr][Ee][Rr]$' }),
+  expires_in: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  scope: Type.Optional(Type.String({ maxLength: 1024 }))
+})
+
+/** Mangopay's own envelope: `{Message, Type, Id, Date, errors}` (Id and errors may be missing). */
+export const MangopayErrorBody = Type.Object({
+  Message: Type.Optional(Type.String()),
+  Type: Type.Optional(Type.String()),
+  Id: Type.Optional(Type.String()),
+  Date: Type.Optional(Type.Number()),
+  errors: Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.Unknown())]))
+})
+
+/** The OAuth endpoint's RFC 6749 dialect: `{error, error_description}`. */
+export const OAuthErrorBody = Type.Object({
+  error: Type.String(),
+  error_description: Type.Optional(Type.String())
+})
+
+export const checkOAuthTokenResponse = Compile(OAuthTokenResponse)
+export const checkEmbeddedTokenResponse = Compile(EmbeddedTokenResponse)
+export const checkMangopayErrorBody = Compile(MangopayErrorBody)
+export const checkOAuthErrorBody = Compile(OAuthErrorBody)

@@ -1,0 +1,49 @@
+import type { FastifyInstance } from 'fastify'
+import { BrokerError } from '../errors.js'
+import { sendProblem } from '../http/problem.js'
+import type { MangopayClient } from '../mangopay/client.js'
+import type { Clock } from '../clock.js'
+
+export interface Lifecycle {
+  shuttingDown: boolean
+}
+
+export interface HealthRoutesOptions {
+  client: MangopayClient
+  lifecycle: Lifecycle
+  clock: Clock
+  timeoutMs: number
+}
+
+/** After a failed bearer attempt, readiness answers from memory for this long (spares Mangopay). */
+const READINESS_RETRY_MS = 5000
+
+/**
+ * SPEC §2 operations routes. Liveness says only that the process serves; readiness says
+ * whether a token request would work now: a usable bearer is held or can be obtained, and
+ * the broker is not shutting down.
+ */
+export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
+  const { client, lifecycle, clock, timeoutMs } = options
+  let lastFailureAt = -Infinity
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/readyz', async (_request, reply) => {
+    const notReady = (detail: string, checks: Record<string, unknown>) =>
+      sendProblem(reply, new BrokerError(lifecycle.shuttingDown ? 'shutting_down' : 'upstream_unavailable', detail, { retryAfterS: 5 }), { checks })
+    if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, bearer: 'skipped' })
+    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, bearer: 'held' } }
+    if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable' })
+    try {
+      await Promise.race([
+        client.bearers.refresh(),
+        new Promise((_resolve, reject) => setTimeout(reject, Math.min(timeoutMs, 3000), new Error('timeout')).unref())
+      ])
+      return { status: 'ready', checks: { shutdown: false, bearer: 'obtained' } }
+    } catch {
+      lastFailureAt = clock.now()
+      return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable' })
+    }
+  })
+}

@@ -1,0 +1,154 @@
+import { Writable } from 'node:stream'
+import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
+import { pino, type Logger } from 'pino'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { buildApp, type AppDeps } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+import { REDACT_PATHS } from '../src/logging.js'
+import { startEmulator, type Emulator, type EmulatorOptions } from '../src/emulator/index.js'
+
+/** The tap test object, as much of it as the helpers need. */
+export interface TestContext {
+  teardown (fn: () => unknown): void
+}
+
+export const CLIENT_ID = 'acme-client'
+export const API_KEY = 'sk_test_embedded_5b1f0c7e9d2a4f6b8c3e1a0d'
+export const ISSUER = 'https://idp.example.test/'
+export const AUDIENCE = 'mangopay-token-broker'
+export const USER_A = 'user_m_01JP2X1PK52W8PYD99Q3CXDMAP'
+export const USER_B = 'user_m_01JQ7BOBPERSONAL000000000A'
+export const USER_C = 'user_m_01JQ7BOBBUSINESS000000000B'
+
+/** One RSA key pair for the whole test file: generating one per test would be slow. */
+const rsa = await generateKeyPair('RS256', { extractable: true })
+export const RSA_PUBLIC_PEM = await exportSPKI(rsa.publicKey)
+export const RSA_PRIVATE_KEY = rsa.privateKey
+
+export interface JwtOptions {
+  alg?: string
+  key?: CryptoKey | Uint8Array
+  issuer?: string
+  audience?: string
+  expiresIn?: string | number
+  notBefore?: string | number
+  subject?: string
+  kid?: string
+}
+
+/** Every JWT a test signs, so the log check can look for each of them. */
+export const issuedJwts: string[] = []
+
+export async function signJwt (claims: JWTPayload, options: JwtOptions = {}): Promise<string> {
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: options.alg ?? 'RS256', typ: 'JWT', ...(options.kid === undefined ? {} : { kid: options.kid }) })
+    .setIssuer(options.issuer ?? ISSUER)
+    .setAudience(options.audience ?? AUDIENCE)
+    .setSubject(options.subject ?? 'idp|subject-1')
+    .setIssuedAt()
+  if (options.expiresIn !== null) jwt.setExpirationTime(options.expiresIn ?? '10m')
+  if (options.notBefore !== undefined) jwt.setNotBefore(options.notBefore)
+  const token = await jwt.sign(options.key ?? RSA_PRIVATE_KEY)
+  issuedJwts.push(token)
+  return token
+}
+
+export async function tokenFor (userIds: string | string[], extra: JWTPayload = {}, options: JwtOptions = {}): Promise<string> {
+  return await signJwt({ mangopay_user_id: userIds, ...extra }, options)
+}
+
+export interface LogCapture {
+  logger: Logger
+  lines: () => Array<Record<string, unknown>>
+  text: () => string
+}
+
+/** A real pino logger, with the broker's redaction, writing into memory. */
+export function captureLogs (level = 'debug'): LogCapture {
+  const chunks: string[] = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk.toString())
+      callback()
+    }
+  })
+  const logger = pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, stream)
+  return {
+    logger,
+    text: () => chunks.join(''),
+    lines: () => chunks.join('').split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Record<string, unknown>)
+  }
+}
+
+export function baseEnv (mangopayBaseUrl: string, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    MANGOPAY_BASE_URL: mangopayBaseUrl,
+    MANGOPAY_CLIENT_ID: CLIENT_ID,
+    MANGOPAY_API_KEY: API_KEY,
+    MANGOPAY_TIMEOUT_MS: '2000',
+    AUTH_MODE: 'jwt',
+    AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE,
+    LOG_LEVEL: 'debug',
+    ...overrides
+  }
+}
+
+export async function startTestEmulator (t: TestContext, options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
+  const emulator = await startEmulator({ clientId: CLIENT_ID, apiKey: API_KEY, ...options })
+  t.teardown(async () => await emulator.close())
+  return emulator
+}
+
+export interface TestApp {
+  app: FastifyInstance
+  emulator: Emulator
+  logs: LogCapture
+  config: Config
+}
+
+/**
+ * A fresh broker in front of a fresh emulator on port 0. On teardown, the captured logs are
+ * checked for every secret the test could have leaked: API key, Basic credential, bearers,
+ * minted tokens and JWTs.
+ */
+export async function buildTestApp (t: TestContext, options: { env?: Record<string, string | undefined>, emulator?: Partial<EmulatorOptions>, deps?: AppDeps } = {}): Promise<TestApp> {
+  const emulator = await startTestEmulator(t, options.emulator)
+  const config = loadConfig(baseEnv(emulator.url, options.env))
+  const logs = captureLogs()
+  const app = await buildApp(config, { logger: logs.logger, ...options.deps })
+  t.teardown(async () => {
+    await app.close()
+    assertNoSecrets(logs.text(), emulator)
+  })
+  return { app, emulator, logs, config }
+}
+
+export class SecretLeak extends Error {}
+
+/** Throws if any secret the emulator or the tests produced appears in `text`. */
+export function assertNoSecrets (text: string, emulator: Emulator): void {
+  const secrets = [
+    API_KEY,
+    Buffer.from(`${CLIENT_ID}:${API_KEY}`).toString('base64'),
+    ...emulator.control.bearers.map(b => b.token),
+    ...emulator.control.minted.map(m => m.token),
+    ...issuedJwts
+  ]
+  for (const secret of secrets) {
+    if (text.includes(secret)) throw new SecretLeak(`a secret (${secret.slice(0, 6)}…) reached the logs`)
+  }
+}
+
+export function post (app: FastifyInstance, url: string, options: { token?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<LightMyRequestResponse> {
+  const headers: Record<string, string> = { ...options.headers }
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
+  if (options.body !== undefined) headers['content-type'] ??= 'application/json'
+  return app.inject({
+    method: 'POST',
+    url,
+    headers,
+    ...(options.body === undefined ? {} : { payload: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) })
+  })
+}
