@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Server } from 'node:http'
+import Fastify, { LogController, type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
@@ -7,10 +8,13 @@ import type { Config } from './config.js'
 import { systemClock, type Clock } from './clock.js'
 import { createLogger } from './logging.js'
 import problem from './http/problem.js'
+import cors from './http/cors.js'
+import { handleClientError } from './http/client-error.js'
 import { createJwtAuthenticator, type Authenticator } from './auth/authenticator.js'
 import { createDevAuth, devLoginRoutes } from './auth/dev.js'
 import { MangopayClient } from './mangopay/client.js'
 import { createMangopayPool } from './mangopay/http.js'
+import { QuotaTracker } from './mangopay/quota.js'
 import { tokenRoutes } from './routes/tokens.js'
 import { healthRoutes, type Lifecycle } from './routes/health.js'
 
@@ -31,6 +35,7 @@ declare module 'fastify' {
 }
 
 const BODY_LIMIT_BYTES = 4 * 1024
+const MAX_HEADER_BYTES = 8 * 1024
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** A caller's X-Request-Id is kept when it is sane (so traces join up); otherwise a new one. */
@@ -39,7 +44,7 @@ function requestId (req: { headers: Record<string, string | string[] | undefined
   return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
 }
 
-function serverOptions (config: Config, logger: Logger): FastifyServerOptions {
+function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server> {
   return {
     loggerInstance: logger,
     genReqId: requestId,
@@ -48,9 +53,20 @@ function serverOptions (config: Config, logger: Logger): FastifyServerOptions {
     trustProxy: config.server.trustProxy.length > 0 ? config.server.trustProxy : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
-    keepAliveTimeout: 65_000,
+    // Deliberate socket limits: slow-header and slow-body clients are cut off, headers are
+    // capped (431 beyond), and expired connections are swept every second rather than 30 s.
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    connectionTimeout: config.server.keepAliveTimeoutMs + 5000,
+    http: {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      maxHeaderSize: MAX_HEADER_BYTES,
+      connectionsCheckingInterval: 1000
+    },
+    clientErrorHandler: handleClientError,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
     // Unknown fields are an error (SPEC §2), never silently dropped; types are never coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
   }
@@ -76,7 +92,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   const ownsPool = deps.mangopayDispatcher === undefined
   const pool = deps.mangopayDispatcher ?? createMangopayPool({ origin: new URL(config.mangopay.baseUrl).origin, timeoutMs: config.mangopay.timeoutMs })
-  const client = new MangopayClient({ config: config.mangopay, pool, clock, logger: app.log })
+  const quota = new QuotaTracker({
+    reserve: config.mangopay.quotaReserve,
+    clock,
+    onEvent: event => {
+      if (event.type === 'blocked') app.log.warn({ quota: { until: new Date(event.until).toISOString(), reason: event.reason, windows: event.windows } }, 'Mangopay quota guard: calls paused until the window resets')
+    }
+  })
+  const client = new MangopayClient({ config: config.mangopay, pool, clock, logger: app.log, quota })
   const lifecycle: Lifecycle = { shuttingDown: false }
   app.decorate('lifecycle', lifecycle)
   app.decorate('mangopay', client)
@@ -102,6 +125,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   })
 
   await app.register(problem)
+  await app.register(cors, { origins: config.cors.origins })
   await app.register(fastifyCookie)
 
   const { authenticator, dev } = authenticatorFor(config)

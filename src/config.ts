@@ -17,6 +17,9 @@ const EnvSchema = Type.Object({
   PORT: Port(3000),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
   SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
+  HTTP_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 500, maximum: 120_000, default: 10_000 }),
+  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000 }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 65_000 }),
   TRUST_PROXY: Type.Optional(Type.String()),
 
   MANGOPAY_ENV: Type.Union([Type.Literal('sandbox'), Type.Literal('production')], { default: 'sandbox' }),
@@ -44,12 +47,17 @@ const EnvSchema = Type.Object({
 
   CORS_ORIGINS: Type.String({ default: '' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
-  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 })
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+  AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
+  AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+
+  REDIS_URL: Type.Optional(Text()),
+  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
 })
 type Env = Static<typeof EnvSchema>
 
 /** Variables that may instead be read from a file named by `<NAME>_FILE`. */
-const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET'] as const
+const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL'] as const
 
 export const MANGOPAY_BASE_URLS = {
   sandbox: 'https://api.sandbox.mangopay.com',
@@ -64,6 +72,12 @@ export interface ServerConfig {
   host: string
   port: number
   shutdownDelayMs: number
+  /** A client must finish sending its headers within this (slow-header attacks). */
+  headersTimeoutMs: number
+  /** A whole request (headers and body) must arrive within this. */
+  requestTimeoutMs: number
+  /** Idle keep-alive connections close after this; keep it above the load balancer's idle timeout. */
+  keepAliveTimeoutMs: number
   /** Addresses/CIDRs whose X-Forwarded-For is believed; empty = none. */
   trustProxy: string[]
 }
@@ -106,7 +120,15 @@ export interface Config {
   mangopay: MangopayConfig
   auth: AuthConfig
   cors: { origins: string[] }
-  rateLimit: { max: number, windowMs: number }
+  rateLimit: {
+    max: number
+    windowMs: number
+    /** Failed authentications allowed per client address per `failedAuthWindowMs`. */
+    failedAuthMax: number
+    failedAuthWindowMs: number
+  }
+  /** Shared state for every instance; the URL may hold a password (it is a secret). */
+  redis: { url: string, keyPrefix: string } | undefined
 }
 
 export class ConfigError extends Error {
@@ -277,6 +299,29 @@ function authConfig (env: Env, problems: string[]): AuthConfig {
   return auth
 }
 
+/** The checks `loadConfig` makes beyond the schema, for when the schema already failed. */
+function crossFieldChecks (env: Env, problems: string[]): void {
+  if (env.MANGOPAY_BASE_URL !== undefined) checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  checkTrustProxy(env.TRUST_PROXY, problems)
+  authConfig(env, problems)
+  checkOrigins(env.CORS_ORIGINS ?? '', problems)
+  redisConfig(env, problems)
+}
+
+/** A redis:// or rediss:// URL. Problems never quote it: it may carry a password. */
+function redisConfig (env: Env, problems: string[]): Config['redis'] {
+  if (env.REDIS_URL === undefined) return undefined
+  let protocol: string | undefined
+  try {
+    protocol = new URL(env.REDIS_URL).protocol
+  } catch {}
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL')
+    return undefined
+  }
+  return { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX }
+}
+
 /**
  * Validates `env` (normally `process.env`) and returns the config, or throws one ConfigError
  * listing every problem found.
@@ -293,6 +338,10 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   } catch (err) {
     const issues = (err as { errors?: AjvIssue[] }).errors ?? []
     problems.push(...new Set(issues.filter(i => i.keyword !== 'type' || !issues.some(o => o !== i && o.instancePath === i.instancePath && o.keyword === 'anyOf')).map(describeSchemaIssue)))
+    // The cross-field checks still run on the raw values, so one start-up lists every problem.
+    try {
+      crossFieldChecks(data as unknown as Env, problems)
+    } catch {}
     throw new ConfigError(problems)
   }
 
@@ -304,6 +353,9 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
       host: env.HOST,
       port: env.PORT,
       shutdownDelayMs: env.SHUTDOWN_DELAY_MS,
+      headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: Math.max(env.HTTP_REQUEST_TIMEOUT_MS, env.HTTP_HEADERS_TIMEOUT_MS),
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       trustProxy: checkTrustProxy(env.TRUST_PROXY, problems)
     },
     logLevel: env.LOG_LEVEL,
@@ -318,7 +370,13 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
     },
     auth: authConfig(env, problems),
     cors: { origins: checkOrigins(env.CORS_ORIGINS, problems) },
-    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: env.RATE_LIMIT_WINDOW_MS }
+    rateLimit: {
+      max: env.RATE_LIMIT_MAX,
+      windowMs: env.RATE_LIMIT_WINDOW_MS,
+      failedAuthMax: env.AUTH_FAILURE_LIMIT_MAX,
+      failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS
+    },
+    redis: redisConfig(env, problems)
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return config

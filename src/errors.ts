@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'not_found'
   | 'payload_too_large'
   | 'request_header_fields_too_large'
+  | 'request_timeout'
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'upstream_error'
@@ -32,6 +33,7 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   payload_too_large: 413,
   request_header_fields_too_large: 431,
+  request_timeout: 408,
   unsupported_media_type: 415,
   rate_limited: 429,
   upstream_error: 502,

@@ -7,6 +7,7 @@ import { BrokerError } from '../errors.js'
 import { BearerStore, type BearerEvent, type BearerGrant } from './bearer-store.js'
 import { postToMangopay, type UpstreamResponse } from './http.js'
 import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.js'
+import type { QuotaTracker } from './quota.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
@@ -16,7 +17,7 @@ export interface EmbeddedToken {
   tokenType: 'Bearer'
   expiresInS: number
   scope: string
-  /** When Mangopay's answer arrived (the token's lifetime counts from here). */
+  /** When the request that minted it left: Mangopay's clock starts no earlier, so expiry is never overstated. */
   issuedAt: number
 }
 
@@ -28,6 +29,8 @@ export interface MangopayClientOptions {
   /** Every Mangopay answer, for the quota tracker and metrics. */
   onResponse?: (endpoint: MangopayEndpoint, status: number, headers: IncomingHttpHeaders, durationMs: number) => void
   onBearerEvent?: (event: BearerEvent) => void
+  /** Keeps the platform's share of Mangopay's quota: consulted before, and fed after, every call. */
+  quota: QuotaTracker
 }
 
 export interface CallOptions {
@@ -65,6 +68,7 @@ export class MangopayClient {
   readonly #logger: FastifyBaseLogger
   readonly #basePath: string
   readonly #onResponse: NonNullable<MangopayClientOptions['onResponse']>
+  readonly quota: QuotaTracker
   #basicCredentials: string
 
   constructor (options: MangopayClientOptions) {
@@ -74,6 +78,7 @@ export class MangopayClient {
     this.#logger = options.logger
     this.#basePath = new URL(options.config.baseUrl).pathname.replace(/\/+$/, '')
     this.#onResponse = options.onResponse ?? (() => {})
+    this.quota = options.quota
     this.#basicCredentials = Buffer.from(`${options.config.clientId}:${options.config.apiKey}`).toString('base64')
     this.bearers = new BearerStore({
       clock: options.clock,
@@ -97,11 +102,13 @@ export class MangopayClient {
   async mintEmbeddedToken (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
     const body = JSON.stringify({ clientId: this.#config.clientId, claims: { userId } })
     let bearer = await withinDeadline(this.bearers.current(), options.signal)
+    let sentAt = this.#clock.now()
     let response = await this.#postEmbedded(kind, bearer, body, options.signal)
     if (response.status === 401) {
       options.log.warn({ mangopay: parseUpstreamError(kind, 401, response.text) }, 'Mangopay refused the bearer; re-authenticating once')
       this.bearers.invalidate(bearer)
       bearer = await withinDeadline(this.bearers.current(), options.signal)
+      sentAt = this.#clock.now()
       response = await this.#postEmbedded(kind, bearer, body, options.signal)
     }
     if (response.status !== 200) {
@@ -116,7 +123,7 @@ export class MangopayClient {
       tokenType: 'Bearer',
       expiresInS: parsed.expires_in,
       scope: parsed.scope ?? '',
-      issuedAt: this.#clock.now()
+      issuedAt: sentAt
     }
   }
 
@@ -149,6 +156,7 @@ export class MangopayClient {
   }
 
   async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamResponse> {
+    this.quota.assertCallAllowed()
     const started = performance.now()
     const response = await postToMangopay(this.#pool, {
       endpoint,
@@ -158,6 +166,9 @@ export class MangopayClient {
       signal
     })
     this.#onResponse(endpoint, response.status, response.headers, performance.now() - started)
+    this.quota.observe(response.status, response.headers)
+    // A 429 blocks further calls until Mangopay's window resets; this answer gets the same refusal.
+    if (response.status === 429) this.quota.assertCallAllowed()
     return response
   }
 
@@ -171,7 +182,7 @@ export class MangopayClient {
 
   #upstreamError (endpoint: MangopayEndpoint, response: UpstreamResponse): BrokerError {
     const info = parseUpstreamError(endpoint, response.status, response.text)
-    return errorForUpstreamStatus(info, retryAfterFromReset(response.headers, this.#clock.now()))
+    return errorForUpstreamStatus(info)
   }
 
   #logBearerEvent (event: BearerEvent): void {
@@ -184,18 +195,4 @@ export class MangopayClient {
       this.#logger.info('Mangopay bearer dropped after a 401')
     }
   }
-}
-
-/** Seconds until the latest `X-RateLimit-Reset` among exhausted windows (or any window), for a 429. */
-export function retryAfterFromReset (headers: IncomingHttpHeaders, now: number): number | undefined {
-  const raw = headers['x-ratelimit-reset']
-  if (typeof raw !== 'string') return undefined
-  const resets = raw.split(',').map(v => Number(v.trim())).filter(Number.isFinite)
-  const remaining = typeof headers['x-ratelimit-remaining'] === 'string'
-    ? headers['x-ratelimit-remaining'].split(',').map(v => Number(v.trim()))
-    : []
-  const exhausted = resets.filter((_, i) => remaining[i] !== undefined && remaining[i] <= 0)
-  const candidates = exhausted.length > 0 ? exhausted : resets
-  if (candidates.length === 0) return undefined
-  return Math.max(1, Math.ceil(Math.max(...candidates) - now / 1000))
 }

@@ -32,18 +32,20 @@ export async function healthRoutes (app: FastifyInstance, options: HealthRoutesO
   app.get('/readyz', async (_request, reply) => {
     const notReady = (detail: string, checks: Record<string, unknown>) =>
       sendProblem(reply, new BrokerError(lifecycle.shuttingDown ? 'shutting_down' : 'upstream_unavailable', detail, { retryAfterS: 5 }), { checks })
-    if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, bearer: 'skipped' })
-    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, bearer: 'held' } }
-    if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable' })
+    // The quota view is information, not a readiness condition: a paused broker recovers by itself.
+    const quota = client.quota.snapshot()
+    if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, bearer: 'skipped', quota })
+    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, bearer: 'held', quota } }
+    if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable', quota })
     try {
       await Promise.race([
         client.bearers.refresh(),
         new Promise((_resolve, reject) => setTimeout(reject, Math.min(timeoutMs, 3000), new Error('timeout')).unref())
       ])
-      return { status: 'ready', checks: { shutdown: false, bearer: 'obtained' } }
+      return { status: 'ready', checks: { shutdown: false, bearer: 'obtained', quota } }
     } catch {
       lastFailureAt = clock.now()
-      return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable' })
+      return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable', quota })
     }
   })
 }

@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
+import type { ErrorCode } from '../errors.js'
+import { problemBody } from './problem.js'
+
+/**
+ * Errors Node's HTTP parser raises before Fastify sees a request (headers too large, a client
+ * too slow to send its headers, garbage on the wire). Answered as problem+json like every other
+ * refusal, with the same security headers, then the connection is closed.
+ */
+const BY_PARSER_CODE: Record<string, [number, ErrorCode, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'request_header_fields_too_large', 'The request headers are too large.'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time.']
+}
+
+export function handleClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const [status, code, detail] = BY_PARSER_CODE[err.code ?? ''] ?? [400, 'bad_request', 'The request is not valid HTTP.']
+  const problem = problemBody(status, code, detail, randomUUID())
+  const body = JSON.stringify(problem)
+  socket.end([
+    `HTTP/1.1 ${status} ${problem.title}`,
+    'Content-Type: application/problem+json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-store',
+    'X-Content-Type-Options: nosniff',
+    `X-Request-Id: ${problem.requestId}`,
+    'Connection: close',
+    '',
+    body
+  ].join('\r\n'))
+}

@@ -1,0 +1,120 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Clock } from '../clock.js'
+import { BrokerError } from '../errors.js'
+
+/**
+ * Mangopay's quota (~2,300 calls per 15 min per Client ID, and more windows) is shared with
+ * the rest of the platform. This tracker reads `X-RateLimit`, `X-RateLimit-Remaining` and
+ * `X-RateLimit-Reset` (comma-separated, one value per window, any number of windows) from
+ * every answer and refuses further calls while any window is down to the reserve the
+ * platform keeps for itself, or after a 429 — until that window resets. Pure: no I/O.
+ */
+
+export interface QuotaWindow {
+  /** Position in Mangopay's headers (0 = shortest window, 15 min today). */
+  index: number
+  made: number
+  remaining: number
+  limit: number
+  /** Epoch ms when the window frees up. */
+  resetAt: number
+}
+
+export interface QuotaSnapshot {
+  reserve: number
+  windows: QuotaWindow[]
+  /** Set while calls are refused: until when, and why. */
+  blocked?: { until: string, reason: 'reserve' | 'rate_limited' }
+}
+
+export type QuotaEvent =
+  | { type: 'blocked', until: number, reason: 'reserve' | 'rate_limited', windows: QuotaWindow[] }
+  | { type: 'updated', windows: QuotaWindow[] }
+
+/** When a 429 carries no usable reset time, wait this long (Mangopay's shortest window is 15 min; be modest). */
+const DEFAULT_429_BLOCK_MS = 60_000
+
+function numbers (value: string | string[] | undefined): number[] {
+  const text = Array.isArray(value) ? value.join(',') : value
+  if (text === undefined || text.trim() === '') return []
+  return text.split(',').map(v => Number(v.trim()))
+}
+
+/** Parses the three headers into windows; malformed or inconsistent entries are skipped. */
+export function parseRateLimitHeaders (headers: IncomingHttpHeaders): QuotaWindow[] {
+  const made = numbers(headers['x-ratelimit'])
+  const remaining = numbers(headers['x-ratelimit-remaining'])
+  const resets = numbers(headers['x-ratelimit-reset'])
+  const windows: QuotaWindow[] = []
+  for (let i = 0; i < Math.min(remaining.length, resets.length); i++) {
+    const left = remaining[i] as number
+    const reset = resets[i] as number
+    const used = made[i] ?? 0
+    if (!Number.isFinite(left) || !Number.isFinite(reset) || left < 0 || reset <= 0) continue
+    windows.push({ index: i, made: Number.isFinite(used) && used >= 0 ? used : 0, remaining: left, limit: (Number.isFinite(used) && used >= 0 ? used : 0) + left, resetAt: reset * 1000 })
+  }
+  return windows
+}
+
+export class QuotaTracker {
+  readonly #reserve: number
+  readonly #clock: Clock
+  readonly #onEvent: (event: QuotaEvent) => void
+  #windows: QuotaWindow[] = []
+  #blockedUntil = 0
+  #blockReason: 'reserve' | 'rate_limited' = 'reserve'
+
+  constructor (options: { reserve: number, clock: Clock, onEvent?: (event: QuotaEvent) => void }) {
+    this.#reserve = options.reserve
+    this.#clock = options.clock
+    this.#onEvent = options.onEvent ?? (() => {})
+  }
+
+  /** Throws `upstream_unavailable` (503 + Retry-After) while Mangopay must not be called. */
+  assertCallAllowed (): void {
+    const now = this.#clock.now()
+    if (now < this.#blockedUntil) {
+      throw new BrokerError('upstream_unavailable', this.#blockReason === 'rate_limited'
+        ? 'Mangopay\'s rate limit is reached; try again later.'
+        : 'The broker\'s share of the Mangopay quota is used up; try again later.', {
+        retryAfterS: (this.#blockedUntil - now) / 1000,
+        logFields: { quota: this.snapshot() }
+      })
+    }
+  }
+
+  /** Feeds one Mangopay answer (any status) into the view. */
+  observe (status: number, headers: IncomingHttpHeaders): void {
+    const now = this.#clock.now()
+    const windows = parseRateLimitHeaders(headers)
+    if (windows.length > 0) {
+      this.#windows = windows
+      this.#onEvent({ type: 'updated', windows })
+    }
+    if (status === 429) {
+      const exhausted = windows.filter(w => w.remaining <= 0 && w.resetAt > now)
+      const until = exhausted.length > 0 ? Math.max(...exhausted.map(w => w.resetAt)) : now + DEFAULT_429_BLOCK_MS
+      this.#block(until, 'rate_limited', now)
+      return
+    }
+    const atReserve = windows.filter(w => w.resetAt > now && w.remaining <= Math.ceil(w.limit * this.#reserve))
+    if (atReserve.length > 0) this.#block(Math.max(...atReserve.map(w => w.resetAt)), 'reserve', now)
+  }
+
+  snapshot (): QuotaSnapshot {
+    const now = this.#clock.now()
+    const snapshot: QuotaSnapshot = { reserve: this.#reserve, windows: this.#windows.filter(w => w.resetAt > now) }
+    if (now < this.#blockedUntil) snapshot.blocked = { until: new Date(this.#blockedUntil).toISOString(), reason: this.#blockReason }
+    return snapshot
+  }
+
+  #block (until: number, reason: 'reserve' | 'rate_limited', now: number): void {
+    if (until <= now) return
+    const wasBlocked = now < this.#blockedUntil
+    if (!wasBlocked || until > this.#blockedUntil) {
+      this.#blockedUntil = until
+      this.#blockReason = reason
+    }
+    if (!wasBlocked) this.#onEvent({ type: 'blocked', until, reason, windows: this.#windows })
+  }
+}
