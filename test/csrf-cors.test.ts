@@ -29,7 +29,7 @@ t.test('cookie credentials: the CSRF matrix, with no Mangopay call on any refusa
   }
   t.equal(emulator.control.calls.total, 0, 'no refused request reached Mangopay')
 
-  const allowed = [
+  const allowed: Array<{ name: string, headers: Record<string, string> }> = [
     { name: 'cookie, X-CSRF, listed Origin', headers: { cookie, 'x-csrf': '1', origin: APP_ORIGIN } },
     { name: 'cookie, X-CSRF, listed Origin, cross-site fetch', headers: { cookie, 'x-csrf': '1', origin: OTHER_ORIGIN, 'sec-fetch-site': 'cross-site' } },
     { name: 'cookie, X-CSRF, no Origin (same-origin navigation tooling)', headers: { cookie, 'x-csrf': '1', 'sec-fetch-site': 'same-origin' } },

@@ -23,13 +23,14 @@ function rawExchange (port: number, chunks: Array<{ data: string, delayMs?: numb
     socket.on('data', d => { response += d.toString() })
     socket.on('error', () => {})
     socket.on('close', () => { clearTimeout(timer); resolve({ response, closedAfterMs: Date.now() - started }) })
-    void (async () => {
+    const send = async (): Promise<void> => {
       for (const chunk of chunks) {
         if (chunk.delayMs !== undefined) await new Promise(resolve => setTimeout(resolve, chunk.delayMs))
         if (socket.destroyed) return
         socket.write(chunk.data)
       }
-    })()
+    }
+    send().catch(() => {})
   })
 }
 
