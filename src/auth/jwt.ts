@@ -13,11 +13,27 @@ function unauthenticated (detail: string, cause?: unknown): BrokerError {
   return new BrokerError('unauthenticated', detail, { cause, logFields: { auth: { reason: (cause as Error | undefined)?.constructor?.name ?? detail } } })
 }
 
+/** The identity provider's key set could not be fetched (down, an error status, not a key set). */
+class KeySetUnavailable extends Error {}
+
+function remoteKeySet (url: string): JWTVerifyGetKey {
+  // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: 3000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+  return async (header, token) => {
+    try {
+      return await keySet(header, token)
+    } catch (err) {
+      // No usable key in a fetched set is the token's fault; any other failure is the fetch's.
+      if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) throw err
+      throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
+    }
+  }
+}
+
 function keyFor (config: JwtConfig): KeyObject | Uint8Array | JWTVerifyGetKey {
   switch (config.key.kind) {
     case 'jwks':
-      // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
-      return createRemoteJWKSet(new URL(config.key.url), { timeoutDuration: 3000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+      return remoteKeySet(config.key.url)
     case 'public-key':
       return createPublicKey(config.key.pem)
     case 'secret':
@@ -47,7 +63,7 @@ export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = 
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated('The session token has expired.', err)
       // The key set could not be fetched: the identity provider is down, not the caller's fault.
-      if (config.key.kind === 'jwks' && (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid)) {
+      if (err instanceof KeySetUnavailable) {
         throw new BrokerError('auth_unavailable', 'The identity provider\'s keys cannot be fetched right now; try again shortly.', { cause: err, retryAfterS: 5 })
       }
       throw unauthenticated('The session token is invalid.', err)

@@ -50,7 +50,10 @@ export function sendProblem (reply: FastifyReply, error: BrokerError, extensions
 /** Fastify's own errors (parsing, limits, validation) in SPEC §2 terms. */
 function fromFastifyError (err: FastifyError): BrokerError {
   if (err.validation !== undefined) {
-    const first = err.validation[0]
+    // A union schema (e.g. "no body or an object") reports every branch's miss; the issue inside
+    // the object branch is the one that helps the caller, not "must be null".
+    const useful = err.validation.filter(v => v.keyword !== 'anyOf' && !(v.keyword === 'type' && v.params.type === 'null'))
+    const first = useful[0] ?? err.validation[0]
     const where = first?.instancePath === '' || first?.instancePath === undefined ? 'body' : `body${first.instancePath.replace(/\//g, '.')}`
     const what = first?.keyword === 'additionalProperties'
       ? `unknown field "${String(first.params.additionalProperty)}"`

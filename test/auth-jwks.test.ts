@@ -1,0 +1,158 @@
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { exportJWK, generateKeyPair, type JWK } from 'jose'
+import type { FastifyInstance } from 'fastify'
+import { USER_A, assertProblem, buildTestApp, tokenFor } from './helpers.js'
+
+/**
+ * AUTH_MODE=jwt with AUTH_JWKS_URL: keys come from the identity provider's key set, which is
+ * cached, refetched when a new `kid` shows up (key rotation), and whose unavailability is the
+ * provider's fault (503 auth_unavailable), not the caller's (401).
+ */
+
+const RECIPIENTS = '/v1/tokens/recipients'
+const CHECKOUT = '/v1/tokens/checkout'
+
+interface SigningKey { kid: string, privateKey: CryptoKey, jwk: JWK }
+
+async function signingKey (kid: string): Promise<SigningKey> {
+  const pair = await generateKeyPair('RS256', { extractable: true })
+  return { kid, privateKey: pair.privateKey, jwk: { ...await exportJWK(pair.publicKey), kid, alg: 'RS256', use: 'sig' } }
+}
+
+/** The identity provider's JWKS endpoint: serves whatever keys it holds, or fails on demand. */
+async function startJwksServer (t: Test, keys: JWK[]) {
+  const state = { keys, fetches: 0, failWith: undefined as number | undefined }
+  const server = createServer((req, res) => {
+    state.fetches++
+    if (state.failWith !== undefined) {
+      res.writeHead(state.failWith, { 'content-type': 'text/plain' }).end('identity provider error')
+      return
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`, state }
+}
+
+function jwksEnv (url: string): Record<string, string | undefined> {
+  return { AUTH_JWT_PUBLIC_KEY: undefined, AUTH_JWKS_URL: url, RATE_LIMIT_MAX: '1000' }
+}
+
+async function ask (app: FastifyInstance, url: string, token: string) {
+  return await app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}` } })
+}
+
+t.test('a token whose kid is in the key set is accepted; the set is fetched once and cached', async t => {
+  const key = await signingKey('key-2026-01')
+  const jwks = await startJwksServer(t, [key.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+
+  const token = await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid })
+  const first = await ask(app, RECIPIENTS, token)
+  t.equal(first.statusCode, 200)
+  t.equal(first.json().userId, USER_A)
+  const second = await ask(app, CHECKOUT, token)
+  t.equal(second.statusCode, 200)
+  t.equal(jwks.state.fetches, 1, 'the key set is cached between requests')
+  t.same(emulator.control.minted.map(m => [m.kind, m.userId]), [['recipient', USER_A], ['checkout', USER_A]])
+})
+
+t.test('key rotation: a new kid is picked up by refetching the key set', async t => {
+  const oldKey = await signingKey('key-old')
+  const newKey = await signingKey('key-new')
+  const jwks = await startJwksServer(t, [oldKey.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+
+  t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: oldKey.privateKey, kid: oldKey.kid }))).statusCode, 200)
+  t.equal(jwks.state.fetches, 1)
+
+  // The identity provider publishes the new key and starts signing with it. The broker's key
+  // cache refetches on an unknown kid at most every 30 s (so a stream of made-up kids cannot
+  // make it hammer the provider); jose reads that cooldown from Date.now, so the test moves
+  // Date.now past it rather than sleeping. Token lifetimes are checked against `new Date()`,
+  // which this does not touch.
+  jwks.state.keys = [oldKey.jwk, newKey.jwk]
+  const realNow = Date.now.bind(Date)
+  t.capture(Date, 'now', () => realNow() + 31_000)
+
+  const rotated = await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: newKey.privateKey, kid: newKey.kid }))
+  t.equal(rotated.statusCode, 200, 'a token signed with the new key is accepted')
+  t.equal(jwks.state.fetches, 2, 'after one refetch of the key set')
+  t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: oldKey.privateKey, kid: oldKey.kid }))).statusCode, 200, 'the old key still works while published')
+  t.equal(jwks.state.fetches, 2)
+  t.same(emulator.control.minted.map(m => m.kind), ['recipient', 'checkout', 'recipient'])
+})
+
+t.test('unknown kids right after a fetch are refused without hammering the identity provider', async t => {
+  const key = await signingKey('key-1')
+  const jwks = await startJwksServer(t, [key.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid }))).statusCode, 200)
+  const calls = emulator.control.calls.total
+
+  const stranger = await signingKey('key-1-impostor')
+  for (let i = 0; i < 5; i++) {
+    const res = await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: stranger.privateKey, kid: `made-up-${i}` }))
+    assertProblem(t, res, 401, 'unauthenticated')
+  }
+  t.ok(jwks.state.fetches <= 2, `at most one refetch for a burst of unknown kids (saw ${jwks.state.fetches} fetches)`)
+  t.equal(emulator.control.calls.total, calls, 'zero Mangopay calls')
+})
+
+t.test('a token signed by a key that is not in the set is 401', async t => {
+  const published = await signingKey('key-published')
+  const jwks = await startJwksServer(t, [published.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const impostor = await signingKey('key-published')
+
+  // Claims the published kid, but the signature is by another key.
+  assertProblem(t, await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: impostor.privateKey, kid: impostor.kid })), 401, 'unauthenticated')
+  // A kid the set does not have at all.
+  assertProblem(t, await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: impostor.privateKey, kid: 'not-in-the-set' })), 401, 'unauthenticated')
+  // No kid at all, with a key outside the set.
+  assertProblem(t, await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: impostor.privateKey })), 401, 'unauthenticated')
+  t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
+})
+
+t.test('JWKS server down on a cold broker → 503 auth_unavailable, not 401', async t => {
+  // A port that was just free: nothing listens there.
+  const probe = createServer()
+  probe.listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const deadUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/jwks.json`
+  probe.close()
+  await once(probe, 'close')
+
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(deadUrl) })
+  const key = await signingKey('key-1')
+  for (const url of [RECIPIENTS, CHECKOUT]) {
+    const res = await ask(app, url, await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid }))
+    assertProblem(t, res, 503, 'auth_unavailable')
+    t.ok(Number(res.headers['retry-after']) >= 1, 'with Retry-After')
+  }
+  t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
+})
+
+t.test('JWKS server answering an error → 503 auth_unavailable, then recovers', async t => {
+  const key = await signingKey('key-1')
+  const jwks = await startJwksServer(t, [key.jwk])
+  jwks.state.failWith = 500
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const token = await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid })
+
+  assertProblem(t, await ask(app, RECIPIENTS, token), 503, 'auth_unavailable')
+  t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
+
+  jwks.state.failWith = undefined
+  const res = await ask(app, RECIPIENTS, token)
+  t.equal(res.statusCode, 200, 'a failed fetch is not cached: the next request fetches again')
+  t.equal(jwks.state.fetches, 2)
+})

@@ -1,0 +1,212 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync } from 'node:fs'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, type Config } from '../src/config.js'
+import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM } from './helpers.js'
+
+/**
+ * SPEC §5: configuration is validated at start-up; a bad or missing value stops the process
+ * with one message listing every problem (exit code 1), and every secret can come from a file.
+ */
+
+const API_KEY = 'sk_config_test_9f3b2c1d7e6a5b4c'
+const HMAC_SECRET = 'an-hmac-secret-that-is-at-least-32-bytes'
+
+const VALID: Record<string, string> = {
+  MANGOPAY_CLIENT_ID: 'acme-client',
+  MANGOPAY_API_KEY: API_KEY,
+  AUTH_MODE: 'jwt',
+  AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+  AUTH_ISSUER: ISSUER,
+  AUTH_AUDIENCE: AUDIENCE
+}
+
+function env (overrides: Record<string, string | undefined>): Record<string, string | undefined> {
+  return { ...VALID, ...overrides }
+}
+
+/** The problems loadConfig reports (none if it loads); anything but a ConfigError is a bug. */
+function problemsOf (t: Test, rawEnv: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(rawEnv)
+    return []
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    t.notOk(err.message.includes(API_KEY), 'the API key is never part of the message')
+    return err.problems
+  }
+}
+
+function hasProblem (t: Test, rawEnv: Record<string, string | undefined>, pattern: RegExp, message: string): string[] {
+  const problems = problemsOf(t, rawEnv)
+  t.ok(problems.some(p => pattern.test(p)), message, { problems })
+  return problems
+}
+
+t.test('a valid environment loads, with the documented defaults', async t => {
+  const config: Config = loadConfig(VALID)
+  t.equal(config.server.host, '127.0.0.1')
+  t.equal(config.server.port, 3000)
+  t.equal(config.mangopay.environment, 'sandbox')
+  t.equal(config.mangopay.baseUrl, MANGOPAY_BASE_URLS.sandbox)
+  t.equal(config.mangopay.apiKey, API_KEY)
+  t.equal(config.mangopay.timeoutMs, 5000)
+  t.equal(config.mangopay.quotaReserve, 0.2)
+  t.equal(config.mangopay.reuseMinTtlS, 0)
+  t.equal(config.auth.userIdClaim, 'mangopay_user_id')
+  t.same(config.auth.jwt?.key, { kind: 'public-key', pem: RSA_PUBLIC_PEM })
+  t.notOk(config.auth.jwt?.algorithms.some(a => a.startsWith('HS')), 'a public key never allows HMAC algorithms')
+  t.same(config.cors.origins, [])
+  t.match(config.rateLimit, { max: 10, windowMs: 60_000 })
+
+  const production = loadConfig(env({ MANGOPAY_ENV: 'production' }))
+  t.equal(production.mangopay.baseUrl, MANGOPAY_BASE_URLS.production)
+})
+
+t.test('each missing required variable is named', async t => {
+  for (const name of ['MANGOPAY_CLIENT_ID', 'MANGOPAY_API_KEY', 'AUTH_MODE']) {
+    hasProblem(t, env({ [name]: undefined }), new RegExp(`^${name}\\b.*required`), `${name} missing`)
+    hasProblem(t, env({ [name]: '' }), new RegExp(`^${name}\\b.*required`), `${name} empty counts as missing`)
+  }
+  hasProblem(t, env({ AUTH_ISSUER: undefined }), /AUTH_ISSUER is required/, 'AUTH_ISSUER missing in jwt mode')
+  hasProblem(t, env({ AUTH_AUDIENCE: undefined }), /AUTH_AUDIENCE is required/, 'AUTH_AUDIENCE missing in jwt mode')
+
+  let error: unknown
+  try {
+    loadConfig({})
+  } catch (err) {
+    error = err
+  }
+  t.ok(error instanceof ConfigError, 'one ConfigError')
+  const message = (error as Error).message
+  for (const name of ['MANGOPAY_CLIENT_ID', 'MANGOPAY_API_KEY', 'AUTH_MODE']) t.match(message, name, `the one message names ${name}`)
+})
+
+t.test('several problems at once are listed together in one ConfigError', async t => {
+  let error: ConfigError | undefined
+  try {
+    loadConfig(env({
+      PORT: 'abc',
+      MANGOPAY_ENV: 'staging',
+      MANGOPAY_CLIENT_ID: undefined,
+      MANGOPAY_BASE_URL: 'http://api.example.com',
+      CORS_ORIGINS: '*',
+      AUTH_ISSUER: undefined
+    }))
+  } catch (err) {
+    if (err instanceof ConfigError) error = err
+  }
+  t.ok(error, 'a ConfigError')
+  const expected = [/^PORT\b/, /^MANGOPAY_ENV\b/, /^MANGOPAY_CLIENT_ID\b/, /^MANGOPAY_BASE_URL\b/, /^CORS_ORIGINS\b/, /^AUTH_ISSUER\b/]
+  for (const pattern of expected) {
+    t.ok(error?.problems.some(p => pattern.test(p)), `lists ${pattern}`)
+    t.match(error?.message, pattern.source.replace(/^\^|\\b$/g, ''))
+  }
+  t.equal(error?.problems.length, expected.length, `exactly these problems: ${JSON.stringify(error?.problems)}`)
+})
+
+t.test('bad values are refused', async t => {
+  for (const port of ['abc', '70000', '-1', '3.5']) hasProblem(t, env({ PORT: port }), /^PORT\b/, `PORT=${port}`)
+  t.equal(loadConfig(env({ PORT: '0' })).server.port, 0, 'PORT=0 (any free port) is allowed')
+  hasProblem(t, env({ MANGOPAY_ENV: 'staging' }), /^MANGOPAY_ENV must be one of sandbox, production/, 'MANGOPAY_ENV')
+  hasProblem(t, env({ AUTH_MODE: 'magic' }), /^AUTH_MODE must be one of jwt, forward, dev/, 'AUTH_MODE')
+  hasProblem(t, env({ MANGOPAY_TIMEOUT_MS: '10' }), /^MANGOPAY_TIMEOUT_MS\b/, 'MANGOPAY_TIMEOUT_MS below the minimum')
+  hasProblem(t, env({ MANGOPAY_QUOTA_RESERVE: '1.5' }), /^MANGOPAY_QUOTA_RESERVE\b/, 'a reserve above 0.95')
+  hasProblem(t, env({ TRUST_PROXY: 'everyone' }), /^TRUST_PROXY\b/, 'TRUST_PROXY that is not an address')
+})
+
+t.test('URLs: absolute, https unless loopback, no credentials', async t => {
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'not a url' }), /^MANGOPAY_BASE_URL must be an absolute URL/, 'a relative/garbage URL')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'ftp://api.mangopay.com' }), /^MANGOPAY_BASE_URL must use https/, 'another scheme')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'http://api.mangopay.com' }), /^MANGOPAY_BASE_URL must use https/, 'plain http to a non-loopback host')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'http://10.0.0.5:4010' }), /^MANGOPAY_BASE_URL must use https/, 'plain http to a private address')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://user:pass@api.mangopay.com' }), /^MANGOPAY_BASE_URL must not contain credentials/, 'credentials in the URL')
+  hasProblem(t, env({ AUTH_MODE: 'jwt', AUTH_JWT_PUBLIC_KEY: undefined, AUTH_JWKS_URL: 'http://idp.example.com/jwks' }), /^AUTH_JWKS_URL must use https/, 'a plain-http JWKS URL')
+
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'http://127.0.0.1:4010/' })).mangopay.baseUrl, 'http://127.0.0.1:4010', 'http to 127.0.0.1 (the emulator)')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'http://localhost:4010' })).mangopay.baseUrl, 'http://localhost:4010', 'http to localhost')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com' })).mangopay.baseUrl, 'https://api-mtls.sandbox.mangopay.com')
+})
+
+t.test('CORS_ORIGINS: exact origins only', async t => {
+  for (const bad of ['*', 'https://app.example.com/path', 'app.example.com', 'https://*.example.com', 'null']) {
+    hasProblem(t, env({ CORS_ORIGINS: bad }), /^CORS_ORIGINS\b/, `CORS_ORIGINS=${bad}`)
+  }
+  hasProblem(t, env({ CORS_ORIGINS: 'https://app.example.com,*' }), /^CORS_ORIGINS: "\*"/, 'a wildcard among good origins')
+  t.same(loadConfig(env({ CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' })).cors.origins, ['https://app.example.com', 'http://localhost:5173'])
+})
+
+t.test('secrets from files', async t => {
+  const dir = t.testdir({ 'api-key': `${API_KEY}\n`, 'secret-crlf': `${HMAC_SECRET}\r\n`, 'unreadable-key': 'nope' })
+
+  const fromFile = loadConfig(env({ MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: join(dir, 'api-key') }))
+  t.equal(fromFile.mangopay.apiKey, API_KEY, 'read, trailing newline stripped')
+
+  const hmac = loadConfig(env({ AUTH_JWT_PUBLIC_KEY: undefined, AUTH_JWT_SECRET_FILE: join(dir, 'secret-crlf'), AUTH_JWT_ALGORITHMS: 'HS256' }))
+  t.same(hmac.auth.jwt?.key, { kind: 'secret', secret: HMAC_SECRET }, 'a CRLF ending is stripped too')
+
+  hasProblem(t, env({ MANGOPAY_API_KEY_FILE: join(dir, 'api-key') }), /^MANGOPAY_API_KEY and MANGOPAY_API_KEY_FILE are both set/, 'both X and X_FILE')
+  const missing = hasProblem(t, env({ MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: join(dir, 'does-not-exist') }), /^MANGOPAY_API_KEY_FILE: cannot read/, 'a missing file')
+  t.ok(missing.some(p => /ENOENT/.test(p)), 'says why')
+
+  await t.test('a file without read permission', { skip: process.getuid?.() === 0 ? 'root reads any file' : false }, async t => {
+    chmodSync(join(dir, 'unreadable-key'), 0o000)
+    hasProblem(t, env({ MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: join(dir, 'unreadable-key') }), /^MANGOPAY_API_KEY_FILE: cannot read.*EACCES/, 'an unreadable file')
+  })
+  hasProblem(t, env({ MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: dir }), /^MANGOPAY_API_KEY_FILE: cannot read/, 'a directory')
+})
+
+t.test('jwt mode: exactly one key source, algorithms that fit it', async t => {
+  const noKey = { AUTH_JWT_PUBLIC_KEY: undefined }
+  hasProblem(t, env(noKey), /AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY\(_FILE\) or AUTH_JWT_SECRET\(_FILE\)/, 'no key source')
+  hasProblem(t, env({ AUTH_JWT_SECRET: HMAC_SECRET }), /set only one of/, 'public key and secret')
+  hasProblem(t, env({ AUTH_JWKS_URL: 'https://idp.example.com/jwks' }), /set only one of/, 'public key and JWKS')
+  hasProblem(t, env({ AUTH_JWT_ALGORITHMS: 'HS256' }), /AUTH_JWT_ALGORITHMS: "HS256" is not allowed with public keys/, 'HS algorithm with a public key')
+  hasProblem(t, env({ AUTH_JWT_ALGORITHMS: 'RS256,none' }), /AUTH_JWT_ALGORITHMS: "none"/, 'none is never allowed')
+  hasProblem(t, env({ ...noKey, AUTH_JWT_SECRET: HMAC_SECRET, AUTH_JWT_ALGORITHMS: 'RS256' }), /AUTH_JWT_ALGORITHMS: "RS256" is not allowed with an HMAC secret/, 'RS algorithm with a secret')
+  hasProblem(t, env({ ...noKey, AUTH_JWT_SECRET: 'too-short' }), /AUTH_JWT_SECRET must be at least 32 bytes/, 'a short secret')
+  hasProblem(t, env({ AUTH_JWT_PUBLIC_KEY: 'not a pem' }), /AUTH_JWT_PUBLIC_KEY must be a PEM/, 'a public key that is not PEM')
+
+  const hmac = loadConfig(env({ ...noKey, AUTH_JWT_SECRET: HMAC_SECRET }))
+  t.same(hmac.auth.jwt?.algorithms, ['HS256'], 'a secret defaults to HS256 only')
+  const jwks = loadConfig(env({ ...noKey, AUTH_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', AUTH_JWT_ALGORITHMS: 'RS256, ES256' }))
+  t.same(jwks.auth.jwt?.algorithms, ['RS256', 'ES256'])
+  t.same(jwks.auth.jwt?.key, { kind: 'jwks', url: 'https://idp.example.com/.well-known/jwks.json' })
+})
+
+t.test('AUTH_MODE=dev is refused with MANGOPAY_ENV=production', async t => {
+  hasProblem(t, env({ AUTH_MODE: 'dev', MANGOPAY_ENV: 'production' }), /AUTH_MODE=dev is refused when MANGOPAY_ENV=production/, 'dev in production')
+  t.equal(loadConfig(env({ AUTH_MODE: 'dev' })).auth.mode, 'dev', 'dev in sandbox loads')
+})
+
+t.test('the server process exits 1 with every problem in one message on stderr', async t => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    // Only what node needs, plus a deliberately broken configuration.
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      PORT: 'not-a-port',
+      MANGOPAY_API_KEY: API_KEY,
+      MANGOPAY_BASE_URL: 'http://api.example.com',
+      AUTH_MODE: 'jwt',
+      CORS_ORIGINS: 'https://*.example.com'
+    },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+
+  t.equal(code, 1, 'exit code 1')
+  t.equal(stderr.match(/Invalid configuration/g)?.length, 1, 'one message')
+  for (const pattern of [/PORT/, /MANGOPAY_CLIENT_ID is required/, /MANGOPAY_BASE_URL must use https/, /AUTH_MODE=jwt needs one of/, /AUTH_ISSUER is required/, /AUTH_AUDIENCE is required/, /CORS_ORIGINS/]) {
+    t.match(stderr, pattern, `stderr lists ${pattern.source}`)
+  }
+  t.notOk(stdout.includes(API_KEY) || stderr.includes(API_KEY), 'the API key is printed nowhere')
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+})

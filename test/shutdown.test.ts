@@ -1,0 +1,148 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { Agent, request } from 'undici'
+import {
+  API_KEY, AUDIENCE, CLIENT_ID, ISSUER, RSA_PUBLIC_PEM, USER_A,
+  assertNoSecrets, assertProblem, startTestEmulator, tokenFor
+} from './helpers.js'
+
+/**
+ * SPEC §5 graceful shutdown, on the real server process: on SIGTERM readiness turns 503 at
+ * once, a request already in flight still completes, and the process exits 0. Its JSON log
+ * lines on stdout carry no secret.
+ */
+
+// Generous on purpose (2 cores, several test runs at once): the readiness probe must land
+// inside the delay, and the in-flight request must outlast it so closing has to wait for it.
+const SHUTDOWN_DELAY_MS = 1500
+const UPSTREAM_LATENCY_MS = 3000
+
+async function freePort (): Promise<number> {
+  const probe = createServer()
+  probe.listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const { port } = probe.address() as AddressInfo
+  probe.close()
+  await once(probe, 'close')
+  return port
+}
+
+async function until (what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes, exit 0', async t => {
+  const emulator = await startTestEmulator(t)
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const agent = new Agent()
+  t.teardown(async () => await agent.close())
+
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
+      MANGOPAY_BASE_URL: emulator.url,
+      MANGOPAY_CLIENT_ID: CLIENT_ID,
+      MANGOPAY_API_KEY: API_KEY,
+      MANGOPAY_TIMEOUT_MS: '15000',
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE
+    },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+
+  const get = async (path: string) => {
+    const res = await request(base + path, { dispatcher: agent, reset: true, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    return { statusCode: res.statusCode, headers: res.headers as Record<string, unknown>, body: await res.body.text() }
+  }
+
+  await until('the server to listen', async () => {
+    if (child.exitCode !== null) throw new Error(`the server exited early (${child.exitCode}): ${stderr}`)
+    try {
+      return (await get('/healthz')).statusCode === 200
+    } catch {
+      return false
+    }
+  }, 60_000)
+
+  // The next embedded call is held upstream, so the token request stays in flight.
+  emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: UPSTREAM_LATENCY_MS } })
+  const token = await tokenFor(USER_A)
+  const inflight = request(`${base}/v1/tokens/recipients`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    dispatcher: agent,
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000
+  }).then(async res => ({ statusCode: res.statusCode, body: await res.body.json() as Record<string, unknown> }))
+  await until('the token request to reach Mangopay', () => emulator.control.calls.recipient >= 1, 30_000)
+
+  t.ok(child.kill('SIGTERM'), 'SIGTERM sent')
+
+  // Poll readiness until the shutdown shows (the signal takes a moment to be handled).
+  let shutdownAnswer: Awaited<ReturnType<typeof get>> | undefined
+  await until('readiness to report the shutdown', async () => {
+    try {
+      const res = await get('/readyz')
+      if (res.statusCode === 503) shutdownAnswer = res
+      return shutdownAnswer !== undefined
+    } catch {
+      return true // no longer accepting: the delay passed without a 503 seen (asserted below)
+    }
+  }, SHUTDOWN_DELAY_MS * 4)
+  t.ok(shutdownAnswer, 'readiness answered while draining')
+  if (shutdownAnswer !== undefined) {
+    const body = assertProblem(t, shutdownAnswer, 503, 'shutting_down')
+    t.equal(body.checks?.shutdown, true, 'checks.shutdown: the readiness route itself answered, during the delay')
+  }
+  t.equal(emulator.control.minted.length, 0, 'the in-flight request is still waiting on Mangopay')
+
+  const done = await inflight
+  t.equal(done.statusCode, 200, 'the in-flight request completed')
+  t.equal(done.body.userId, USER_A)
+  t.equal(done.body.clientToken, emulator.control.minted[0]?.token)
+
+  const [code, signal] = await exited
+  t.equal(code, 0, 'exit code 0', { stdoutTail: stdout.slice(-3000), stderr })
+  t.equal(signal, null)
+  t.notMatch(stderr, /killed by timeout|Error/, 'nothing went wrong on the way out')
+
+  const lines = stdout.split('\n').filter(l => l.trim() !== '')
+  const records: Array<Record<string, any>> = []
+  for (const line of lines) {
+    try {
+      records.push(JSON.parse(line))
+    } catch {
+      t.fail(`a stdout line is not JSON: ${line.slice(0, 80)}`)
+    }
+  }
+  t.ok(records.some(r => r.msg === 'shutting down' && r.signal === 'SIGTERM'), 'the shutdown is logged')
+  t.ok(records.some(r => r.audit?.event === 'embedded_token_issued'), 'the in-flight request\'s audit line made it out before exit')
+  t.ok(records.every(r => typeof r.level === 'number' && typeof r.time === 'string'), 'pino JSON lines')
+  t.doesNotThrow(() => assertNoSecrets(stdout + stderr, emulator), 'no secret in the server\'s output')
+  t.notOk((stdout + stderr).includes(token), 'the JWT is not logged')
+})
