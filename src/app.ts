@@ -12,11 +12,19 @@ import cors from './http/cors.js'
 import { handleClientError } from './http/client-error.js'
 import { createJwtAuthenticator, type Authenticator } from './auth/authenticator.js'
 import { createDevAuth, devLoginRoutes } from './auth/dev.js'
+import { ForwardAuthenticator } from './auth/forward.js'
+import { limitFailedAuthentications } from './auth/failed-auth-limit.js'
+import { setUpRateLimits } from './http/rate-limit.js'
+import { closeRedisClient, createRedisClient } from './redis.js'
 import { MangopayClient } from './mangopay/client.js'
-import { createMangopayPool } from './mangopay/http.js'
+import { CONNECT_TIMEOUT_CAP_MS, createMangopayPool } from './mangopay/http.js'
+import { certificateExpiresAt, MangopayConnector } from './mangopay/tls.js'
+import { createSecretsReloader, type SecretsReloadResult } from './mangopay/secrets-reload.js'
+import metricsPlugin, { BrokerMetrics } from './metrics.js'
 import { QuotaTracker } from './mangopay/quota.js'
 import { tokenRoutes } from './routes/tokens.js'
 import { healthRoutes, type Lifecycle } from './routes/health.js'
+import { clientScriptRoutes } from './routes/client-script.js'
 
 export interface AppDeps {
   /** A pino logger (tests pass one writing to a capture stream). */
@@ -31,6 +39,8 @@ declare module 'fastify' {
     /** Flipped by the server on SIGTERM/SIGINT: readiness turns 503 before connections close. */
     lifecycle: Lifecycle
     mangopay: MangopayClient
+    /** SIGHUP: re-reads the secrets given as files (API key, mTLS material). */
+    reloadSecrets: () => Promise<SecretsReloadResult>
   }
 }
 
@@ -72,7 +82,7 @@ function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Serv
   }
 }
 
-function authenticatorFor (config: Config): { authenticator: Authenticator, dev?: ReturnType<typeof createDevAuth> } {
+function authenticatorFor (config: Config, clock: Clock): { authenticator: Authenticator, dev?: ReturnType<typeof createDevAuth>, close?: () => Promise<void> } {
   const { auth } = config
   if (auth.mode === 'dev') {
     const dev = createDevAuth(auth.dev?.sessionSecret, auth.cookieName)
@@ -80,6 +90,10 @@ function authenticatorFor (config: Config): { authenticator: Authenticator, dev?
   }
   if (auth.mode === 'jwt' && auth.jwt !== undefined) {
     return { authenticator: createJwtAuthenticator(auth.jwt, { userIdClaim: auth.userIdClaim, cookieName: auth.cookieName }) }
+  }
+  if (auth.mode === 'forward' && auth.forward !== undefined) {
+    const forward = new ForwardAuthenticator({ ...auth.forward, userIdClaim: auth.userIdClaim, clock })
+    return { authenticator: forward, close: async () => await forward.close() }
   }
   throw new Error(`AUTH_MODE=${auth.mode} is not available`)
 }
@@ -91,7 +105,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify(serverOptions(config, logger))
 
   const ownsPool = deps.mangopayDispatcher === undefined
-  const pool = deps.mangopayDispatcher ?? createMangopayPool({ origin: new URL(config.mangopay.baseUrl).origin, timeoutMs: config.mangopay.timeoutMs })
+  // Always TLS 1.2+ with verification; the connector lets SIGHUP swap the mTLS material.
+  const connector = ownsPool ? new MangopayConnector(config.mangopay.tls?.material, Math.min(CONNECT_TIMEOUT_CAP_MS, config.mangopay.timeoutMs)) : undefined
+  const pool = deps.mangopayDispatcher ?? createMangopayPool({ origin: new URL(config.mangopay.baseUrl).origin, timeoutMs: config.mangopay.timeoutMs, connector: connector?.connect })
+  const metrics = new BrokerMetrics()
   const quota = new QuotaTracker({
     reserve: config.mangopay.quotaReserve,
     clock,
@@ -99,7 +116,22 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
       if (event.type === 'blocked') app.log.warn({ quota: { until: new Date(event.until).toISOString(), reason: event.reason, windows: event.windows } }, 'Mangopay quota guard: calls paused until the window resets')
     }
   })
-  const client = new MangopayClient({ config: config.mangopay, pool, clock, logger: app.log, quota })
+  const client = new MangopayClient({
+    config: config.mangopay,
+    pool,
+    clock,
+    logger: app.log,
+    quota,
+    onResponse: metrics.observeMangopayResponse,
+    onBearerEvent: metrics.observeBearerEvent,
+    onCallEvent: metrics.observeCallEvent
+  })
+  metrics.watch({
+    circuitState: () => client.circuit.state,
+    quota: () => client.quota.snapshot(),
+    certificateExpiresAt: () => certificateExpiresAt(connector?.material)
+  })
+  app.decorate('reloadSecrets', createSecretsReloader({ config: config.mangopay, client, connector, logger: app.log }))
   const lifecycle: Lifecycle = { shuttingDown: false }
   app.decorate('lifecycle', lifecycle)
   app.decorate('mangopay', client)
@@ -120,24 +152,38 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     reply.header('x-request-id', request.id)
   })
   app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store')
+    // Only GET /v1/client.js (a public script) sets its own caching; everything else is no-store.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     reply.header('x-content-type-options', 'nosniff')
+    // While draining, a finished response must not leave its keep-alive connection open:
+    // close() waits for every connection, and one idle for the keep-alive timeout would outlast it.
+    if (lifecycle.shuttingDown) reply.header('connection', 'close')
   })
 
   await app.register(problem)
+  // Before the routes, so its hooks see every request.
+  await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host })
   await app.register(cors, { origins: config.cors.origins })
   await app.register(fastifyCookie)
 
-  const { authenticator, dev } = authenticatorFor(config)
+  const redis = config.redis === undefined ? undefined : createRedisClient(config.redis, app.log)
+  if (redis !== undefined) app.addHook('onClose', async () => await closeRedisClient(redis))
+  const limits = await setUpRateLimits(app, { limits: config.rateLimit, clock, redis })
+
+  const { authenticator: verifier, dev, close: closeAuthenticator } = authenticatorFor(config, clock)
+  if (closeAuthenticator !== undefined) app.addHook('onClose', closeAuthenticator)
+  const authenticator = limitFailedAuthentications(verifier, limits.failedAuth)
   const allowedOrigins = new Set(config.cors.origins)
   await app.register(tokenRoutes, {
     client,
     authenticator,
     allowedOrigins,
     clock,
+    rateLimit: limits.perUser,
     mangopay: { clientId: config.mangopay.clientId, environment: config.mangopay.environment, timeoutMs: config.mangopay.timeoutMs }
   })
   await app.register(healthRoutes, { client, lifecycle, clock, timeoutMs: config.mangopay.timeoutMs })
+  await app.register(clientScriptRoutes)
   if (dev !== undefined) await app.register(devLoginRoutes, { dev, userIdClaim: config.auth.userIdClaim })
 
   return app

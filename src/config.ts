@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
+import type { CircuitSettings } from './mangopay/circuit-breaker.js'
+import { loadTlsMaterial, type TlsSettings } from './mangopay/tls.js'
 
 /**
  * The one place the environment is read. `loadConfig` validates everything at once, so a bad
@@ -29,6 +31,16 @@ const EnvSchema = Type.Object({
   MANGOPAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
   MANGOPAY_QUOTA_RESERVE: Type.Number({ minimum: 0, maximum: 0.95, default: 0.2 }),
   EMBEDDED_TOKEN_REUSE_MIN_TTL_S: Type.Integer({ minimum: 0, maximum: 840, default: 0 }),
+  MANGOPAY_TLS_CERT_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_KEY_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_CA_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_PASSPHRASE: Type.Optional(Text()),
+  MANGOPAY_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 2 }),
+  MANGOPAY_CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
+  MANGOPAY_CIRCUIT_FAILURE_RATIO: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+  MANGOPAY_CIRCUIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  MANGOPAY_CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  METRICS_PORT: Type.Optional(Port()),
 
   AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
   AUTH_JWKS_URL: Type.Optional(Text()),
@@ -57,7 +69,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>
 
 /** Variables that may instead be read from a file named by `<NAME>_FILE`. */
-const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL'] as const
+const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL', 'MANGOPAY_TLS_PASSPHRASE'] as const
 
 export const MANGOPAY_BASE_URLS = {
   sandbox: 'https://api.sandbox.mangopay.com',
@@ -90,6 +102,13 @@ export interface MangopayConfig {
   timeoutMs: number
   quotaReserve: number
   reuseMinTtlS: number
+  /** Where the API key was read from, so SIGHUP can read it again; undefined when given inline. */
+  apiKeyFile: string | undefined
+  /** mTLS material and the files it came from (SIGHUP re-reads them). */
+  tls: TlsSettings | undefined
+  /** Retries of a failed call (network error or 5xx), 0–2. */
+  retries: number
+  circuit: CircuitSettings
 }
 
 export type JwtKeySource =
@@ -129,6 +148,8 @@ export interface Config {
   }
   /** Shared state for every instance; the URL may hold a password (it is a secret). */
   redis: { url: string, keyPrefix: string } | undefined
+  /** `/metrics` on its own port when set, instead of the public one. */
+  metrics: { port: number | undefined }
 }
 
 export class ConfigError extends Error {
@@ -139,6 +160,11 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
     this.problems = problems
   }
+}
+
+/** A secret file's content; a trailing newline in the file is not part of the secret. */
+export function readSecretFile (path: string): string {
+  return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
 }
 
 /** Reads `<NAME>_FILE` secrets into `<NAME>`; a trailing newline in the file is not part of the secret. */
@@ -152,7 +178,7 @@ function resolveSecretFiles (env: Record<string, string | undefined>, problems: 
       continue
     }
     try {
-      out[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+      out[name] = readSecretFile(file)
     } catch (err) {
       problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
@@ -209,7 +235,8 @@ function checkOrigins (value: string, problems: string[]): string[] {
     try {
       origin = new URL(entry).origin
     } catch {}
-    if (origin === undefined || origin === 'null' || origin !== entry.replace(/\/$/, '')) {
+    // WHATWG URL accepts `*` in a host name, so a wildcard pattern has to be refused by hand.
+    if (origin === undefined || origin === 'null' || origin !== entry.replace(/\/$/, '') || entry.includes('*')) {
       problems.push(`CORS_ORIGINS: "${entry}" is not an exact origin like https://app.example.com (no wildcard, path or trailing text)`)
       continue
     }
@@ -306,6 +333,41 @@ function crossFieldChecks (env: Env, problems: string[]): void {
   authConfig(env, problems)
   checkOrigins(env.CORS_ORIGINS ?? '', problems)
   redisConfig(env, problems)
+  mangopayTls(env, undefined, env.MANGOPAY_BASE_URL, problems)
+  metricsConfig(env, problems)
+}
+
+/** The failure-ratio rule needs this many calls in its window before it judges. */
+const CIRCUIT_MINIMUM_CALLS = 20
+const PUBLIC_MANGOPAY_HOSTS = new Set(['api.mangopay.com', 'api.sandbox.mangopay.com'])
+
+/** mTLS files (SPEC §4): read and checked now, so a bad certificate stops start-up. */
+function mangopayTls (env: Env, passphraseFile: string | undefined, baseUrl: string | undefined, problems: string[]): TlsSettings | undefined {
+  const files = {
+    ...(env.MANGOPAY_TLS_CERT_FILE === undefined ? {} : { certFile: env.MANGOPAY_TLS_CERT_FILE }),
+    ...(env.MANGOPAY_TLS_KEY_FILE === undefined ? {} : { keyFile: env.MANGOPAY_TLS_KEY_FILE }),
+    ...(env.MANGOPAY_TLS_CA_FILE === undefined ? {} : { caFile: env.MANGOPAY_TLS_CA_FILE }),
+    ...(passphraseFile === undefined ? {} : { passphraseFile })
+  }
+  const configured = Object.keys(files).length > 0 || env.MANGOPAY_TLS_PASSPHRASE !== undefined
+  if (!configured) return undefined
+  let url: URL | undefined
+  try {
+    url = new URL(baseUrl ?? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV] ?? '')
+  } catch {}
+  if (url !== undefined && url.protocol !== 'https:') problems.push('MANGOPAY_TLS_* are set but MANGOPAY_BASE_URL is not https')
+  if (url !== undefined && files.certFile !== undefined && PUBLIC_MANGOPAY_HOSTS.has(url.hostname)) {
+    problems.push(`a client certificate is only presented to the api-mtls hosts: set MANGOPAY_BASE_URL to https://api-mtls.${url.hostname.slice(4)}`)
+  }
+  const material = loadTlsMaterial(files, env.MANGOPAY_TLS_PASSPHRASE, problems)
+  return material === undefined ? undefined : { files, material }
+}
+
+function metricsConfig (env: Env, problems: string[]): Config['metrics'] {
+  if (env.METRICS_PORT !== undefined && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
+    problems.push('METRICS_PORT must differ from PORT')
+  }
+  return { port: env.METRICS_PORT }
 }
 
 /** A redis:// or rediss:// URL. Problems never quote it: it may carry a password. */
@@ -366,7 +428,17 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
       apiKey: env.MANGOPAY_API_KEY,
       timeoutMs: env.MANGOPAY_TIMEOUT_MS,
       quotaReserve: env.MANGOPAY_QUOTA_RESERVE,
-      reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S
+      reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S,
+      apiKeyFile: present.MANGOPAY_API_KEY_FILE,
+      tls: mangopayTls(env, present.MANGOPAY_TLS_PASSPHRASE_FILE, env.MANGOPAY_BASE_URL, problems),
+      retries: env.MANGOPAY_RETRIES,
+      circuit: {
+        failureThreshold: env.MANGOPAY_CIRCUIT_FAILURES,
+        failureRatio: env.MANGOPAY_CIRCUIT_FAILURE_RATIO,
+        windowMs: env.MANGOPAY_CIRCUIT_WINDOW_MS,
+        minimumCalls: CIRCUIT_MINIMUM_CALLS,
+        cooldownMs: env.MANGOPAY_CIRCUIT_COOLDOWN_MS
+      }
     },
     auth: authConfig(env, problems),
     cors: { origins: checkOrigins(env.CORS_ORIGINS, problems) },
@@ -376,7 +448,8 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
       failedAuthMax: env.AUTH_FAILURE_LIMIT_MAX,
       failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS
     },
-    redis: redisConfig(env, problems)
+    redis: redisConfig(env, problems),
+    metrics: metricsConfig(env, problems)
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return config

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { Test } from 'tap'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { REDACT_PATHS } from '../src/logging.js'
@@ -151,4 +152,35 @@ export function post (app: FastifyInstance, url: string, options: { token?: stri
     headers,
     ...(options.body === undefined ? {} : { payload: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) })
   })
+}
+
+/** What `assertProblem` needs of a response: app.inject's answer, or a real one with its body read. */
+export interface AnswerLike { statusCode: number, headers: Record<string, unknown>, body: string }
+
+/**
+ * Asserts an SPEC §2 refusal: the status and `code`, application/problem+json, no-store, the
+ * request id echoed in the body, and nothing a frontend must never see (stack frames, file
+ * paths, the API key, a JWT). Returns the parsed body.
+ */
+export function assertProblem (t: Test, res: AnswerLike, status: number, code: string): Record<string, any> {
+  t.equal(res.statusCode, status, `status ${status}`)
+  t.match(String(res.headers['content-type']), /^application\/problem\+json/, 'problem+json')
+  t.equal(res.headers['cache-control'], 'no-store', 'cache-control: no-store')
+  let body: Record<string, any> = {}
+  try {
+    body = JSON.parse(res.body)
+  } catch {
+    t.fail(`the body is not JSON: ${res.body.slice(0, 80)}`)
+  }
+  t.equal(body.code, code, `code ${code}`)
+  t.equal(body.status, status)
+  t.equal(body.type, 'about:blank')
+  t.type(body.title, 'string')
+  t.type(body.detail, 'string')
+  t.equal(body.requestId, res.headers['x-request-id'], 'requestId matches x-request-id')
+  t.notMatch(res.body, /\bat \S+ \(|\n\s+at |(?:\/|\\)(?:src|node_modules|work)(?:\/|\\)|\.[cm]?[jt]s:\d+/, 'no stack frames or file paths')
+  for (const secret of [API_KEY, ...issuedJwts]) {
+    if (res.body.includes(secret)) t.fail('a secret reached the problem body')
+  }
+  return body
 }

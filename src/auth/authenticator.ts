@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { AuthConfig, JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { createJwtVerifier, type JwtVerifier } from './jwt.js'
+import { cacheVerifications } from './verify-cache.js'
 import { mangopayUserIdsFromClaim, type Session } from './session.js'
 
 /** Turns a request's credentials into a verified Session, or refuses with 401. */
@@ -27,7 +28,8 @@ function credentialFrom (request: FastifyRequest, cookieName: string | undefined
 
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
 export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier }): Authenticator {
-  const verify = options.verify ?? createJwtVerifier(jwt)
+  // Each distinct JWT is verified once and remembered until its `exp` (see verify-cache.ts).
+  const verify = options.verify ?? cacheVerifications(createJwtVerifier(jwt))
   return {
     async authenticate (request) {
       const credential = credentialFrom(request, options.cookieName)

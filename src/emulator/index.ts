@@ -1,6 +1,6 @@
 /** A local stand-in for Mangopay's OAuth and embedded-token endpoints, with fault injection. */
 export type {
-  Emulator, EmulatorControl, EmulatorOptions, EndpointName, Fault, FaultRule, FaultTarget, IssuedBearer, MintedToken,
+  Emulator, EmulatorControl, EmulatorOptions, EmulatorTls, EndpointName, Fault, FaultRule, FaultTarget, IssuedBearer, MintedToken,
   QuotaWindow, ReceivedRequest
 } from './types.js'
 export { startEmulator } from './server.js'

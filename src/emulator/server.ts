@@ -1,4 +1,5 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { systemClock } from '../clock.js'
 import { CONTROL_PREFIX, handleControl } from './control-api.js'
@@ -103,9 +104,14 @@ export async function startEmulator (options: EmulatorOptions): Promise<Emulator
     })
   }
 
-  const server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     readBody(req, (rawBody, tooLarge) => dispatch(req, res, rawBody, tooLarge))
-  })
+  }
+  const tls = options.tls
+  // A refused client certificate ends the handshake; nothing reaches the handlers or the records.
+  const server = tls === undefined
+    ? createServer(listener)
+    : createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.requestCert ?? false, rejectUnauthorized: tls.requestCert ?? false, minVersion: 'TLSv1.2' }, listener)
 
   const host = options.host ?? '127.0.0.1'
   await new Promise<void>((resolve, reject) => {
@@ -116,7 +122,7 @@ export async function startEmulator (options: EmulatorOptions): Promise<Emulator
     })
   })
   const { port } = server.address() as AddressInfo
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  const url = `${tls === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${port}`
 
   let closing: Promise<void> | undefined
   function close (): Promise<void> {

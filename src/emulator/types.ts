@@ -21,6 +21,16 @@ export interface EmulatorOptions {
   clock?: Clock
   /** Expose the HTTP control API under /__emulator (default false). */
   controlEnabled?: boolean
+  /** Serve HTTPS (like Mangopay's api-mtls hosts); with `requestCert`, only clients with a certificate signed by `ca` get through. */
+  tls?: EmulatorTls
+}
+
+export interface EmulatorTls {
+  cert: string
+  key: string
+  /** The CA that client certificates must chain to. */
+  ca?: string
+  requestCert?: boolean
 }
 
 export interface Emulator {

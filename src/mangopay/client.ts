@@ -5,7 +5,10 @@ import type { Clock } from '../clock.js'
 import type { MangopayConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { BearerStore, type BearerEvent, type BearerGrant } from './bearer-store.js'
-import { postToMangopay, type UpstreamResponse } from './http.js'
+import { postToMangopay, TransportError, type UpstreamResponse } from './http.js'
+import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from './circuit-breaker.js'
+import { RetryBudget, RetryPolicy, type RetryReason, type RetrySkipped } from './retry.js'
+import { EmbeddedTokenReuse } from './token-reuse.js'
 import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.js'
 import type { QuotaTracker } from './quota.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
@@ -19,7 +22,17 @@ export interface EmbeddedToken {
   scope: string
   /** When the request that minted it left: Mangopay's clock starts no earlier, so expiry is never overstated. */
   issuedAt: number
+  /** Set when reuse is on: true when this token was handed out before (or minted by a concurrent request). */
+  reused?: boolean
 }
+
+/** What the resilience policy did, for metrics (the client logs it too). */
+export type CallEvent =
+  | { type: 'failed', endpoint: MangopayEndpoint, failure: 'timeout' | 'network', durationMs: number }
+  | { type: 'retry', endpoint: MangopayEndpoint, reason: RetryReason }
+  | { type: 'retry_skipped', endpoint: MangopayEndpoint, why: RetrySkipped }
+  | { type: 'circuit', transition: CircuitTransition }
+  | { type: 'circuit_rejected', endpoint: MangopayEndpoint }
 
 export interface MangopayClientOptions {
   config: MangopayConfig
@@ -31,12 +44,15 @@ export interface MangopayClientOptions {
   onBearerEvent?: (event: BearerEvent) => void
   /** Keeps the platform's share of Mangopay's quota: consulted before, and fed after, every call. */
   quota: QuotaTracker
+  onCallEvent?: (event: CallEvent) => void
 }
 
 export interface CallOptions {
   /** The browser request's overall deadline. */
   signal: AbortSignal
   log: FastifyBaseLogger
+  /** `performance.now()` instant of that deadline, so no retry starts that cannot finish; default now + MANGOPAY_TIMEOUT_MS. */
+  deadlineAt?: number
 }
 
 const USER_AGENT = 'mangopay-token-broker/0.1'
@@ -69,6 +85,10 @@ export class MangopayClient {
   readonly #basePath: string
   readonly #onResponse: NonNullable<MangopayClientOptions['onResponse']>
   readonly quota: QuotaTracker
+  readonly circuit: CircuitBreaker
+  readonly #retry: RetryPolicy
+  readonly #reuse: EmbeddedTokenReuse | undefined
+  readonly #onCallEvent: NonNullable<MangopayClientOptions['onCallEvent']>
   #basicCredentials: string
 
   constructor (options: MangopayClientOptions) {
@@ -79,6 +99,17 @@ export class MangopayClient {
     this.#basePath = new URL(options.config.baseUrl).pathname.replace(/\/+$/, '')
     this.#onResponse = options.onResponse ?? (() => {})
     this.quota = options.quota
+    this.#onCallEvent = options.onCallEvent ?? (() => {})
+    this.circuit = new CircuitBreaker({
+      ...options.config.circuit,
+      clock: options.clock,
+      onTransition: transition => {
+        this.#logCircuitTransition(transition)
+        this.#onCallEvent({ type: 'circuit', transition })
+      }
+    })
+    this.#retry = new RetryPolicy({ maxRetries: options.config.retries, budget: new RetryBudget() })
+    this.#reuse = options.config.reuseMinTtlS > 0 ? new EmbeddedTokenReuse({ clock: options.clock, minTtlS: options.config.reuseMinTtlS }) : undefined
     this.#basicCredentials = Buffer.from(`${options.config.clientId}:${options.config.apiKey}`).toString('base64')
     this.bearers = new BearerStore({
       clock: options.clock,
@@ -96,20 +127,30 @@ export class MangopayClient {
   }
 
   /**
-   * Mints a Recipients or Checkout token for `userId`. A 401 drops the bearer, re-authenticates
-   * once and retries once; a second 401 is `upstream_auth_failed`. Never a loop.
+   * A Recipients or Checkout token for `userId`: minted now, or, with reuse on, one still valid
+   * long enough or being minted for the same user and kind.
    */
   async mintEmbeddedToken (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
+    const call = { ...options, deadlineAt: options.deadlineAt ?? performance.now() + this.#config.timeoutMs }
+    if (this.#reuse === undefined) return await this.#mint(kind, userId, call)
+    return await withinDeadline(this.#reuse.get(kind, userId, async () => await this.#mint(kind, userId, call)), options.signal)
+  }
+
+  /**
+   * A 401 drops the bearer, re-authenticates once and retries once; a second 401 is
+   * `upstream_auth_failed`. Never a loop.
+   */
+  async #mint (kind: EmbeddedKind, userId: string, options: CallOptions & { deadlineAt: number }): Promise<EmbeddedToken> {
     const body = JSON.stringify({ clientId: this.#config.clientId, claims: { userId } })
     let bearer = await withinDeadline(this.bearers.current(), options.signal)
     let sentAt = this.#clock.now()
-    let response = await this.#postEmbedded(kind, bearer, body, options.signal)
+    let response = await this.#postEmbedded(kind, bearer, body, options)
     if (response.status === 401) {
       options.log.warn({ mangopay: parseUpstreamError(kind, 401, response.text) }, 'Mangopay refused the bearer; re-authenticating once')
       this.bearers.invalidate(bearer)
       bearer = await withinDeadline(this.bearers.current(), options.signal)
       sentAt = this.#clock.now()
-      response = await this.#postEmbedded(kind, bearer, body, options.signal)
+      response = await this.#postEmbedded(kind, bearer, body, options)
     }
     if (response.status !== 200) {
       throw this.#upstreamError(kind, response)
@@ -127,22 +168,23 @@ export class MangopayClient {
     }
   }
 
-  async #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, options: { signal: AbortSignal, deadlineAt: number }): Promise<UpstreamResponse> {
     return await this.#post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
       authorization: `Bearer ${bearer}`,
       'content-type': 'application/json',
       accept: 'application/json'
-    }, body, signal)
+    }, body, options.signal, options.deadlineAt)
   }
 
   async #fetchBearer (): Promise<BearerGrant> {
     // Shared by every waiter, so it has its own deadline rather than any one request's.
     const signal = AbortSignal.timeout(this.#config.timeoutMs)
+    const deadlineAt = performance.now() + this.#config.timeoutMs
     const response = await this.#post('oauth', '/v2.01/oauth/token', {
       authorization: `Basic ${this.#basicCredentials}`,
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json'
-    }, 'grant_type=client_credentials', signal)
+    }, 'grant_type=client_credentials', signal, deadlineAt)
     if (response.status !== 200) {
       const error = this.#upstreamError('oauth', response)
       this.#logger.error({ mangopay: error.logFields?.mangopay }, 'Mangopay OAuth token request failed')
@@ -155,21 +197,66 @@ export class MangopayClient {
     return { accessToken: parsed.access_token, expiresIn: parsed.expires_in }
   }
 
-  async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamResponse> {
-    this.quota.assertCallAllowed()
-    const started = performance.now()
-    const response = await postToMangopay(this.#pool, {
-      endpoint,
-      path: this.#basePath + path,
-      headers: { ...headers, 'user-agent': USER_AGENT },
-      body,
-      signal
+  /** The one way to Mangopay: every call gets the retry policy, and every attempt the guards. */
+  async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal, deadlineAt: number): Promise<UpstreamResponse> {
+    return await this.#retry.run(async () => await this.#attempt(endpoint, path, headers, body, signal), {
+      signal,
+      deadlineAt,
+      onRetry: (retry, reason, delayMs) => {
+        this.#logger.warn({ mangopay: { endpoint, retry, reason, delayMs } }, 'retrying a failed Mangopay call')
+        this.#onCallEvent({ type: 'retry', endpoint, reason })
+      },
+      onSkipped: (why, reason) => {
+        if (why === 'budget') this.#logger.warn({ mangopay: { endpoint, reason } }, 'Mangopay call not retried: the retry budget is spent')
+        this.#onCallEvent({ type: 'retry_skipped', endpoint, why })
+      }
     })
+  }
+
+  /** One attempt. The quota guard and the circuit may refuse it before Mangopay is called. */
+  async #attempt (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamResponse> {
+    this.quota.assertCallAllowed()
+    const permit = this.#admit(endpoint)
+    const started = performance.now()
+    let response: UpstreamResponse
+    try {
+      response = await postToMangopay(this.#pool, {
+        endpoint,
+        path: this.#basePath + path,
+        headers: { ...headers, 'user-agent': USER_AGENT },
+        body,
+        signal
+      })
+    } catch (err) {
+      const transport = err instanceof TransportError
+      permit.settle(transport ? 'failure' : 'ignored')
+      if (transport) this.#onCallEvent({ type: 'failed', endpoint, failure: err.code === 'upstream_timeout' ? 'timeout' : 'network', durationMs: performance.now() - started })
+      throw err
+    }
+    // Any answer but a 5xx shows Mangopay is up (a 4xx is about the request, a 429 about the quota).
+    permit.settle(response.status >= 500 ? 'failure' : 'success')
     this.#onResponse(endpoint, response.status, response.headers, performance.now() - started)
     this.quota.observe(response.status, response.headers)
     // A 429 blocks further calls until Mangopay's window resets; this answer gets the same refusal.
     if (response.status === 429) this.quota.assertCallAllowed()
     return response
+  }
+
+  #admit (endpoint: MangopayEndpoint): CircuitPermit {
+    const permit = this.circuit.tryAcquire()
+    if (permit !== undefined) return permit
+    this.#onCallEvent({ type: 'circuit_rejected', endpoint })
+    throw new BrokerError('upstream_unavailable', 'Mangopay is failing; the broker is not calling it for a short while. Try again later.', {
+      retryAfterS: Math.max(1, this.circuit.retryAfterMs() / 1000),
+      logFields: { mangopay: { endpoint, circuit: this.circuit.state } }
+    })
+  }
+
+  #logCircuitTransition (transition: CircuitTransition): void {
+    const circuit = { ...transition, cooldownMs: this.#config.circuit.cooldownMs }
+    if (transition.to === 'open') this.#logger.error({ circuit }, 'Mangopay circuit opened: token requests fail fast until a probe succeeds')
+    else if (transition.to === 'half_open') this.#logger.warn({ circuit }, 'Mangopay circuit half-open: the next call probes Mangopay')
+    else this.#logger.info({ circuit }, 'Mangopay circuit closed: calls flow again')
   }
 
   #parseJson (endpoint: MangopayEndpoint, text: string): unknown {

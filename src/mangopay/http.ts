@@ -1,4 +1,4 @@
-import { Pool, type Dispatcher } from 'undici'
+import { Pool, type buildConnector, type Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
 import type { MangopayEndpoint } from './upstream-errors.js'
@@ -15,17 +15,19 @@ export interface PoolOptions {
   timeoutMs: number
   /** undici `connect` options (mTLS certificates go here). */
   tls?: Record<string, unknown>
+  /** A connector of its own instead (tls.ts: mTLS material swapped on SIGHUP); it carries its own timeout. */
+  connector?: buildConnector.connector
 }
 
 const MAX_BODY_BYTES = 64 * 1024
-const CONNECT_TIMEOUT_CAP_MS = 3000
+export const CONNECT_TIMEOUT_CAP_MS = 3000
 
-export function createMangopayPool ({ origin, timeoutMs, tls }: PoolOptions): Pool {
+export function createMangopayPool ({ origin, timeoutMs, tls, connector }: PoolOptions): Pool {
   return new Pool(origin, {
     connections: 64,
     pipelining: 1,
     // Explicit timeouts: undici's 300 s defaults would hold a browser request far past its deadline.
-    connect: { timeout: Math.min(CONNECT_TIMEOUT_CAP_MS, timeoutMs), ...tls },
+    connect: connector ?? { timeout: Math.min(CONNECT_TIMEOUT_CAP_MS, timeoutMs), ...tls },
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
     keepAliveTimeout: 30_000,
@@ -49,14 +51,25 @@ export interface UpstreamRequest {
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
+/** No HTTP answer at all (refused, reset, cut mid-body, TLS, timeout): what retries and the circuit look at. */
+export class TransportError extends BrokerError {
+  /** The socket or undici error code, e.g. ECONNRESET; for the logs and the retry decision only. */
+  readonly transportCode: string
+
+  constructor (code: 'upstream_timeout' | 'upstream_unavailable', detail: string, transportCode: string, options: ConstructorParameters<typeof BrokerError>[2]) {
+    super(code, detail, options)
+    this.transportCode = transportCode
+  }
+}
+
 /** Turns a transport failure into the code the browser sees; the cause stays in the logs only. */
 export function networkError (endpoint: MangopayEndpoint, err: unknown, signal: AbortSignal): BrokerError {
   const code = (err as { code?: string }).code
   const logFields = { mangopay: { endpoint, network: code ?? (err as Error).name } }
   if ((signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError') || (code !== undefined && TIMEOUT_CODES.has(code))) {
-    return new BrokerError('upstream_timeout', 'Mangopay did not answer in time.', { cause: err, logFields })
+    return new TransportError('upstream_timeout', 'Mangopay did not answer in time.', logFields.mangopay.network, { cause: err, logFields })
   }
-  return new BrokerError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', { cause: err, logFields, retryAfterS: 5 })
+  return new TransportError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', logFields.mangopay.network, { cause: err, logFields, retryAfterS: 5 })
 }
 
 async function readBounded (body: Dispatcher.ResponseData['body']): Promise<string> {

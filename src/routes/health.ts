@@ -20,8 +20,8 @@ const READINESS_RETRY_MS = 5000
 
 /**
  * SPEC §2 operations routes. Liveness says only that the process serves; readiness says
- * whether a token request would work now: a usable bearer is held or can be obtained, and
- * the broker is not shutting down.
+ * whether a token request would work now: a usable bearer is held or can be obtained, the
+ * circuit towards Mangopay is not open, and the broker is not shutting down.
  */
 export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
   const { client, lifecycle, clock, timeoutMs } = options
@@ -30,22 +30,27 @@ export async function healthRoutes (app: FastifyInstance, options: HealthRoutesO
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (_request, reply) => {
-    const notReady = (detail: string, checks: Record<string, unknown>) =>
-      sendProblem(reply, new BrokerError(lifecycle.shuttingDown ? 'shutting_down' : 'upstream_unavailable', detail, { retryAfterS: 5 }), { checks })
+    const notReady = (detail: string, checks: Record<string, unknown>, retryAfterS = 5) =>
+      sendProblem(reply, new BrokerError(lifecycle.shuttingDown ? 'shutting_down' : 'upstream_unavailable', detail, { retryAfterS }), { checks })
     // The quota view is information, not a readiness condition: a paused broker recovers by itself.
     const quota = client.quota.snapshot()
-    if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, bearer: 'skipped', quota })
-    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, bearer: 'held', quota } }
-    if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable', quota })
+    // An open circuit turns half-open by itself after the cool-down, so readiness comes back and traffic can probe.
+    const circuit = client.circuit.state
+    if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, circuit, bearer: 'skipped', quota })
+    if (circuit === 'open') {
+      return notReady('Mangopay is failing; the circuit is open.', { shutdown: false, circuit, bearer: client.bearers.peek() === undefined ? 'skipped' : 'held', quota }, client.circuit.retryAfterMs() / 1000)
+    }
+    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, circuit, bearer: 'held', quota } }
+    if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit, bearer: 'unavailable', quota })
     try {
       await Promise.race([
         client.bearers.refresh(),
         new Promise((_resolve, reject) => setTimeout(reject, Math.min(timeoutMs, 3000), new Error('timeout')).unref())
       ])
-      return { status: 'ready', checks: { shutdown: false, bearer: 'obtained', quota } }
+      return { status: 'ready', checks: { shutdown: false, circuit: client.circuit.state, bearer: 'obtained', quota } }
     } catch {
       lastFailureAt = clock.now()
-      return notReady('No Mangopay bearer could be obtained.', { shutdown: false, bearer: 'unavailable', quota })
+      return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit: client.circuit.state, bearer: 'unavailable', quota })
     }
   })
 }

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
 import type { Authenticator } from '../auth/authenticator.js'
 import { checkCsrf } from '../auth/csrf.js'
-import { selectMangopayUser } from '../auth/session.js'
+import { selectMangopayUser, type Session } from '../auth/session.js'
 import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/client.js'
 import type { Clock } from '../clock.js'
+import { BrokerError } from '../errors.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
@@ -29,11 +30,26 @@ export const TokenResponse = Type.Object({
 }, { additionalProperties: false })
 export type TokenResponseBody = Static<typeof TokenResponse>
 
+/** Who the token is for, established by the preHandler before the per-user rate limit runs. */
+export interface TokenContext {
+  session: Session
+  /** The verified Mangopay user this request was authorised for (the rate-limit key). */
+  userId: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tokenContext: TokenContext | null
+  }
+}
+
 export interface TokenRoutesOptions {
   client: MangopayClient
   authenticator: Authenticator
   allowedOrigins: ReadonlySet<string>
   clock: Clock
+  /** The per-Mangopay-user limit (http/rate-limit.ts); runs after authorization, before any Mangopay call. */
+  rateLimit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
   /** The public part of the Mangopay settings: never the API key. */
   mangopay: { clientId: string, environment: 'sandbox' | 'production', timeoutMs: number }
 }
@@ -44,7 +60,7 @@ export function tokenFingerprint (token: string): string {
 }
 
 export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
-  const { client, authenticator, allowedOrigins, clock, mangopay } = options
+  const { client, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
   const environment = mangopay.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
 
@@ -62,10 +78,20 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     }
   }
 
-  async function issue (kind: EmbeddedKind, request: FastifyRequest, body: Static<typeof TokenRequestBody> | undefined): Promise<TokenResponseBody> {
+  app.decorateRequest('tokenContext', null)
+
+  /** preHandler: authentication, CSRF and user selection, so the rate limit can key on the result. */
+  async function authorize (request: FastifyRequest): Promise<void> {
     const session = await authenticator.authenticate(request)
     checkCsrf(request, session, allowedOrigins)
-    const userId = selectMangopayUser(session, body?.userId)
+    // The body has passed the route schema by the time preHandlers run.
+    const body = request.body as Static<typeof TokenRequestBody> | undefined
+    request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
+  }
+
+  async function issue (kind: EmbeddedKind, request: FastifyRequest): Promise<TokenResponseBody> {
+    if (request.tokenContext === null) throw new BrokerError('internal_error', 'The request was not authorised.')
+    const { session, userId } = request.tokenContext
     const token = await client.mintEmbeddedToken(kind, userId, {
       signal: AbortSignal.timeout(mangopay.timeoutMs),
       log: request.log
@@ -78,13 +104,16 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
         mangopayUserId: userId,
         subject: session.subject,
         expiresAt: response.expiresAt,
-        fingerprint: tokenFingerprint(token.accessToken)
+        fingerprint: tokenFingerprint(token.accessToken),
+        ...(token.reused === undefined ? {} : { reused: token.reused })
       }
     }, 'embedded token issued')
     return response
   }
 
   const schema = { body: TokenRequestBody, response: { 200: TokenResponse } }
-  routes.post('/v1/tokens/recipients', { schema }, async request => await issue('recipient', request, request.body))
-  routes.post('/v1/tokens/checkout', { schema }, async request => await issue('checkout', request, request.body))
+  // Order matters: who is asking first, then their budget, then (in the handler) Mangopay.
+  const preHandler = [authorize, rateLimit]
+  routes.post('/v1/tokens/recipients', { schema, preHandler }, async request => await issue('recipient', request))
+  routes.post('/v1/tokens/checkout', { schema, preHandler }, async request => await issue('checkout', request))
 }

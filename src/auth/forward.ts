@@ -1,0 +1,219 @@
+import { createHash } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
+import { Pool, type Dispatcher } from 'undici'
+import type { Clock } from '../clock.js'
+import { BrokerError } from '../errors.js'
+import type { Authenticator } from './authenticator.js'
+import { mangopayUserIdsFromClaim, type Session } from './session.js'
+
+/**
+ * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the
+ * platform's session endpoint who the caller is. Only the caller's `Cookie` and `Authorization`
+ * headers go there, nothing else (no Host, no X-Forwarded-*). A 2xx JSON object is the session;
+ * any other answer is 401. An endpoint that times out, cannot be reached or answers 5xx is the
+ * platform's outage, not the caller's fault: 503 `auth_unavailable`, and never a token.
+ */
+
+export interface ForwardAuthOptions {
+  url: string
+  timeoutMs: number
+  /** 0 = ask every time. */
+  cacheTtlMs: number
+  userIdClaim: string
+  clock: Clock
+  /** Tests may pass an undici MockAgent; by default the authenticator owns a Pool. */
+  dispatcher?: Dispatcher
+  cacheMaxEntries?: number
+}
+
+/** Bound of the answer cache (LRU): about 0.3 KiB each. */
+export const FORWARD_CACHE_MAX_ENTRIES = 10_000
+/** Concurrent distinct lookups that share one call; beyond it a lookup simply goes alone. */
+const MAX_IN_FLIGHT = 10_000
+/** A session answer is a small JSON object; anything larger is not one. */
+const MAX_ANSWER_BYTES = 16 * 1024
+const CONNECT_TIMEOUT_CAP_MS = 3000
+
+type Answer =
+  | { ok: true, subject: string, mangopayUserIds: string[] }
+  | { ok: false, status: number }
+
+interface Credentials { cookie: string | undefined, authorization: string | undefined }
+
+function unauthenticated (logFields: Record<string, unknown>): BrokerError {
+  return new BrokerError('unauthenticated', 'Sign in first: the session was not accepted.', { logFields: { authForward: logFields } })
+}
+
+function unavailable (cause: unknown, logFields: Record<string, unknown>): BrokerError {
+  return new BrokerError('auth_unavailable', 'The sign-in service cannot be reached right now; try again shortly.', {
+    cause,
+    retryAfterS: 5,
+    logFields: { authForward: logFields }
+  })
+}
+
+function subjectOf (body: Record<string, unknown>): string {
+  for (const field of ['sub', 'id']) {
+    const value = body[field]
+    if (typeof value === 'string' && value !== '') return value.slice(0, 256)
+    if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  }
+  return 'unknown'
+}
+
+/** Reads at most MAX_ANSWER_BYTES; undefined when the body is larger. */
+async function readBounded (body: Dispatcher.ResponseData['body']): Promise<string | undefined> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > MAX_ANSWER_BYTES) {
+      body.destroy()
+      return undefined
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function credentialsOf (request: FastifyRequest): Credentials {
+  const { cookie, authorization } = request.headers
+  return {
+    cookie: typeof cookie === 'string' && cookie !== '' ? cookie : undefined,
+    authorization: typeof authorization === 'string' && authorization !== '' ? authorization : undefined
+  }
+}
+
+/** The cache key: a digest, so no cookie or token is ever kept as a key. */
+function cacheKey (credentials: Credentials): string {
+  return createHash('sha256').update(JSON.stringify([credentials.cookie ?? null, credentials.authorization ?? null])).digest('base64url')
+}
+
+export class ForwardAuthenticator implements Authenticator {
+  readonly #url: URL
+  readonly #timeoutMs: number
+  readonly #userIdClaim: string
+  readonly #dispatcher: Dispatcher
+  readonly #ownsDispatcher: boolean
+  /** Sessions and 401s only: an outage is never remembered as an answer. */
+  readonly #answers: LRUCache<string, Answer> | undefined
+  readonly #inFlight = new Map<string, Promise<Answer>>()
+
+  constructor (options: ForwardAuthOptions) {
+    this.#url = new URL(options.url)
+    this.#timeoutMs = options.timeoutMs
+    this.#userIdClaim = options.userIdClaim
+    this.#ownsDispatcher = options.dispatcher === undefined
+    this.#dispatcher = options.dispatcher ?? new Pool(this.#url.origin, {
+      connections: 32,
+      connect: { timeout: Math.min(CONNECT_TIMEOUT_CAP_MS, options.timeoutMs) },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      keepAliveTimeout: 10_000
+    })
+    this.#answers = options.cacheTtlMs === 0
+      ? undefined
+      : new LRUCache<string, Answer>({
+        max: options.cacheMaxEntries ?? FORWARD_CACHE_MAX_ENTRIES,
+        ttl: options.cacheTtlMs,
+        // TTLs follow the injected clock, checked on every read (no timers).
+        perf: { now: () => options.clock.now() },
+        ttlResolution: 0
+      })
+  }
+
+  async authenticate (request: FastifyRequest): Promise<Session> {
+    const credentials = credentialsOf(request)
+    if (credentials.cookie === undefined && credentials.authorization === undefined) {
+      throw new BrokerError('unauthenticated', 'Sign in first: send the session cookie or an Authorization header.')
+    }
+    const answer = await this.#lookup(credentials)
+    if (!answer.ok) throw unauthenticated({ status: answer.status })
+    return {
+      subject: answer.subject,
+      mangopayUserIds: answer.mangopayUserIds,
+      // A cookie rides along on cross-site requests by itself; an Authorization header never does.
+      credential: credentials.authorization === undefined ? 'cookie' : 'header'
+    }
+  }
+
+  /** Cached answers held now (for tests and the bounded-memory check). */
+  get cacheSize (): number {
+    return this.#answers?.size ?? 0
+  }
+
+  async close (): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close()
+  }
+
+  async #lookup (credentials: Credentials): Promise<Answer> {
+    const key = cacheKey(credentials)
+    const cached = this.#answers?.get(key)
+    if (cached !== undefined) return cached
+    const pending = this.#inFlight.get(key)
+    if (pending !== undefined) return await pending
+
+    const lookup = this.#ask(credentials).then(answer => {
+      // A 403, 404 or 3xx more likely means a misconfigured endpoint than a bad session: asked again.
+      if (answer.ok || answer.status === 401) this.#answers?.set(key, answer)
+      return answer
+    })
+    if (this.#inFlight.size < MAX_IN_FLIGHT) {
+      this.#inFlight.set(key, lookup)
+      lookup.then(() => this.#inFlight.delete(key), () => this.#inFlight.delete(key))
+    }
+    return await lookup
+  }
+
+  /** One overall deadline for the whole exchange, cleared as soon as it is over (no timer outlives it). */
+  async #ask (credentials: Credentials): Promise<Answer> {
+    const deadline = new AbortController()
+    const timer = setTimeout(() => deadline.abort(new DOMException('The session endpoint did not answer in time.', 'TimeoutError')), this.#timeoutMs)
+    try {
+      return await this.#exchange(credentials, deadline.signal)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #exchange (credentials: Credentials, signal: AbortSignal): Promise<Answer> {
+    const headers: Record<string, string> = { accept: 'application/json' }
+    if (credentials.cookie !== undefined) headers.cookie = credentials.cookie
+    if (credentials.authorization !== undefined) headers.authorization = credentials.authorization
+    let response: Dispatcher.ResponseData
+    try {
+      // undici's `request` never follows redirects: a 3xx is an answer like any other.
+      response = await this.#dispatcher.request({
+        origin: this.#url.origin,
+        path: this.#url.pathname + this.#url.search,
+        method: 'GET',
+        headers,
+        signal
+      })
+    } catch (err) {
+      throw unavailable(err, { network: (err as { code?: string }).code ?? (err as Error).name })
+    }
+
+    const status = response.statusCode
+    if (status < 200 || status >= 300) {
+      await response.body.dump({ limit: MAX_ANSWER_BYTES }).catch(() => {})
+      if (status >= 500) throw unavailable(undefined, { status })
+      return { ok: false, status }
+    }
+
+    let text: string | undefined
+    try {
+      text = await readBounded(response.body)
+    } catch (err) {
+      throw unavailable(err, { status, network: (err as { code?: string }).code ?? (err as Error).name })
+    }
+    let body: unknown
+    try {
+      body = text === undefined ? undefined : JSON.parse(text)
+    } catch {}
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: false, status }
+    const session = body as Record<string, unknown>
+    return { ok: true, subject: subjectOf(session), mangopayUserIds: mangopayUserIdsFromClaim(session[this.#userIdClaim]) }
+  }
+}

@@ -1,0 +1,143 @@
+import { LRUCache } from 'lru-cache'
+import type { Redis } from 'ioredis'
+import type { Clock } from '../clock.js'
+import { BrokerError } from '../errors.js'
+
+/**
+ * Fixed-window counters for @fastify/rate-limit, in memory (one process) or in Redis (shared
+ * by every instance). Each limiter asks the root store for a `child` named by its `groupId`,
+ * so the per-user counters and the failed-authentication counters live in separate, separately
+ * bounded namespaces: a flood of one kind cannot evict the other.
+ */
+
+export interface WindowCount { current: number, ttl: number }
+type Callback = (error: Error | null, result?: WindowCount) => void
+
+/** The store contract @fastify/rate-limit calls (`read` serves `{ increment: false }`). */
+export interface RateLimitStore {
+  incr (key: string, callback: Callback, timeWindow: number, max: number): void
+  read (key: string, callback: Callback, timeWindow: number, max: number): void
+  child (params: { groupId?: string, cache?: number }): RateLimitStore
+}
+
+/** Entries per namespace when a limiter does not say (`cache`). */
+export const DEFAULT_STORE_ENTRIES = 10_000
+
+interface Window { count: number, resetAt: number }
+
+export class MemoryRateLimitStore implements RateLimitStore {
+  readonly maxEntries: number
+  readonly #clock: Clock
+  /** LRU: when full, the least recently seen key is forgotten (its next request starts a fresh window). */
+  readonly #windows: LRUCache<string, Window>
+  readonly #children = new Map<string, MemoryRateLimitStore>()
+
+  constructor (options: { clock: Clock, maxEntries?: number }) {
+    this.#clock = options.clock
+    this.maxEntries = options.maxEntries ?? DEFAULT_STORE_ENTRIES
+    this.#windows = new LRUCache({ max: this.maxEntries })
+  }
+
+  incr (key: string, callback: Callback, timeWindow: number): void {
+    const now = this.#clock.now()
+    let window = this.#windows.get(key)
+    if (window === undefined || window.resetAt <= now) {
+      window = { count: 0, resetAt: now + timeWindow }
+      this.#windows.set(key, window)
+    }
+    window.count += 1
+    callback(null, { current: window.count, ttl: window.resetAt - now })
+  }
+
+  read (key: string, callback: Callback): void {
+    const now = this.#clock.now()
+    const window = this.#windows.peek(key)
+    if (window === undefined || window.resetAt <= now) return callback(null, { current: 0, ttl: 0 })
+    callback(null, { current: window.count, ttl: window.resetAt - now })
+  }
+
+  child (params: { groupId?: string, cache?: number }): MemoryRateLimitStore {
+    const name = params.groupId ?? ''
+    let child = this.#children.get(name)
+    if (child === undefined) {
+      child = new MemoryRateLimitStore({ clock: this.#clock, maxEntries: params.cache ?? this.maxEntries })
+      this.#children.set(name, child)
+    }
+    return child
+  }
+
+  /** Keys held now, per namespace (for tests and the bounded-memory check). */
+  get size (): number {
+    return this.#windows.size
+  }
+
+  namespace (groupId: string): MemoryRateLimitStore | undefined {
+    return this.#children.get(groupId)
+  }
+}
+
+// One round trip, atomic: count, start the window on the first hit, report what is left of it.
+// A key somehow left without expiry gets one, so nothing in Redis lives forever.
+const INCR_SCRIPT = `
+local current = redis.call('INCR', KEYS[1])
+if current == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return { current, ttl }
+`
+const READ_SCRIPT = `
+local current = redis.call('GET', KEYS[1])
+if not current then return { 0, 0 } end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then ttl = 0 end
+return { tonumber(current), ttl }
+`
+
+interface RateLimitCommands {
+  brokerRateLimitIncr (key: string, windowMs: number): Promise<[number, number]>
+  brokerRateLimitRead (key: string): Promise<[number, number]>
+}
+
+/** A Redis failure fails closed: no token is issued without a working limit. */
+function storeUnavailable (cause: unknown): BrokerError {
+  return new BrokerError('internal_error', 'The broker\'s shared state cannot be reached right now; try again shortly.', { cause, logFields: { rateLimitStore: 'redis' } })
+}
+
+/**
+ * Counters in Redis under `<client keyPrefix>rl:<groupId>:<key>`, each expiring with its window,
+ * so Redis holds at most one small key per active user or IP per window.
+ */
+export class RedisRateLimitStore implements RateLimitStore {
+  readonly #redis: Redis & RateLimitCommands
+  readonly #namespace: string
+
+  constructor (redis: Redis, namespace = 'rl:') {
+    if (!('brokerRateLimitIncr' in redis)) {
+      redis.defineCommand('brokerRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT })
+      redis.defineCommand('brokerRateLimitRead', { numberOfKeys: 1, lua: READ_SCRIPT })
+    }
+    this.#redis = redis as Redis & RateLimitCommands
+    this.#namespace = namespace
+  }
+
+  incr (key: string, callback: Callback, timeWindow: number): void {
+    this.#redis.brokerRateLimitIncr(this.#namespace + key, timeWindow).then(
+      ([current, ttl]) => callback(null, { current, ttl }),
+      (err: unknown) => callback(storeUnavailable(err))
+    )
+  }
+
+  read (key: string, callback: Callback): void {
+    this.#redis.brokerRateLimitRead(this.#namespace + key).then(
+      ([current, ttl]) => callback(null, { current, ttl }),
+      (err: unknown) => callback(storeUnavailable(err))
+    )
+  }
+
+  child (params: { groupId?: string }): RedisRateLimitStore {
+    return new RedisRateLimitStore(this.#redis, `${this.#namespace}${params.groupId ?? 'default'}:`)
+  }
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fastifyRateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import type { Redis } from 'ioredis'
+import type { Clock } from '../clock.js'
+import type { Config } from '../config.js'
+import { BrokerError } from '../errors.js'
+import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from '../auth/failed-auth-limit.js'
+import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './rate-limit-store.js'
+
+/**
+ * SPEC §3.5 abuse limits, on @fastify/rate-limit (registered with `global: false`: nothing is
+ * limited unless asked). Two limiters share one store, each in its own namespace:
+ * - per Mangopay user, on both token routes together, keyed on the user id the request was
+ *   authorised for (never a client-supplied value): a preHandler placed after authorization;
+ * - per client address, on failed authentications (see auth/failed-auth-limit.ts).
+ * With REDIS_URL the counters live in Redis and every instance shares them.
+ */
+
+/** In-memory bounds (LRU): beyond them the least recently seen user/address starts a fresh window. */
+export const USER_LIMIT_ENTRIES = 50_000
+export const FAILED_AUTH_LIMIT_ENTRIES = 50_000
+
+export interface RateLimits {
+  /** preHandler for the token routes; runs after the one that sets `request.tokenContext`. */
+  perUser: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+  failedAuth: FailedAuthLimit
+  /** The counters (a MemoryRateLimitStore without Redis). */
+  store: RateLimitStore
+}
+
+export interface RateLimitOptions {
+  limits: Config['rateLimit']
+  clock: Clock
+  redis?: Redis
+}
+
+/** The plugin instantiates its store itself (`new store(params)`); this hands it the app's own. */
+function provide (store: RateLimitStore): FastifyRateLimitStoreCtor {
+  return function provideStore () { return store } as unknown as FastifyRateLimitStoreCtor
+}
+
+function verifiedUserId (request: FastifyRequest): string {
+  const userId = request.tokenContext?.userId
+  // Wiring error, not a caller's: the limiter must never fall back to anything the client sent.
+  if (userId === undefined) throw new Error('the per-user rate limit ran before authorization')
+  return userId
+}
+
+export async function setUpRateLimits (app: FastifyInstance, options: RateLimitOptions): Promise<RateLimits> {
+  const { limits, clock, redis } = options
+  const store: RateLimitStore = redis === undefined ? new MemoryRateLimitStore({ clock }) : new RedisRateLimitStore(redis)
+  await app.register(fastifyRateLimit, { global: false, store: provide(store) })
+
+  const perUser = app.rateLimit({
+    groupId: 'user',
+    cache: USER_LIMIT_ENTRIES,
+    max: limits.max,
+    timeWindow: limits.windowMs,
+    keyGenerator: verifiedUserId,
+    errorResponseBuilder: (request, context) => {
+      const retryAfterS = Math.max(1, Math.ceil(context.ttl / 1000))
+      return new BrokerError('rate_limited', `Too many token requests for this Mangopay user; retry in ${retryAfterS} s.`, {
+        retryAfterS,
+        logFields: { rateLimit: { scope: 'tokens_per_user', mangopayUserId: request.tokenContext?.userId } }
+      })
+    }
+  })
+
+  // `groupId` and `cache` name and bound this limiter's namespace in the store (see child()).
+  const failedAuthOptions = {
+    groupId: 'auth-failure',
+    cache: FAILED_AUTH_LIMIT_ENTRIES,
+    max: limits.failedAuthMax,
+    timeWindow: limits.failedAuthWindowMs,
+    // IPv6 clients are counted per /64, the block one subscriber usually holds.
+    keyGenerator: (request: FastifyRequest) => normalizeIP(request.ip)
+  }
+  const failedAuth = createFailedAuthLimit(app.createRateLimit(failedAuthOptions) as RateLimitCounter)
+
+  return { perUser, failedAuth, store }
+}

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { readSecretFile, type MangopayConfig } from '../config.js'
+import { BrokerError } from '../errors.js'
+import type { MangopayClient } from './client.js'
+import { reloadTlsMaterial, type MangopayConnector, type TlsMaterial } from './tls.js'
+
+/**
+ * Key rotation without downtime (SPEC §5, SIGHUP): secrets given as files are read again.
+ * A new API key is tried at once with a fresh OAuth call, so a bad key shows in the logs
+ * now rather than when the bearer expires; if Mangopay refuses it, the current bearer is kept
+ * and serves until it expires. New mTLS material is used by new connections.
+ */
+
+export interface SecretsReloadResult {
+  apiKey: 'inline' | 'unreadable' | 'unchanged' | 'rotated' | 'refused' | 'unverified'
+  tls: 'none' | 'unchanged' | 'reloaded' | 'invalid'
+}
+
+export interface SecretsReloaderOptions {
+  config: MangopayConfig
+  client: MangopayClient
+  /** Absent when the app was given a dispatcher it does not own (tests). */
+  connector: MangopayConnector | undefined
+  logger: FastifyBaseLogger
+}
+
+/** Enough to tell whether a secret changed, without keeping a second copy of it. */
+function fingerprint (...parts: Array<string | undefined>): string {
+  const hash = createHash('sha256')
+  for (const part of parts) hash.update(`${part?.length ?? -1}:${part ?? ''}`)
+  return hash.digest('base64url')
+}
+
+function tlsFingerprint (material: TlsMaterial | undefined): string {
+  return fingerprint(material?.cert, material?.key, material?.ca, material?.passphrase)
+}
+
+export function createSecretsReloader (options: SecretsReloaderOptions): () => Promise<SecretsReloadResult> {
+  const { config, client, connector, logger } = options
+  let keyFingerprint = fingerprint(config.apiKey)
+  let tlsPrint = tlsFingerprint(config.tls?.material)
+
+  function reloadTls (): SecretsReloadResult['tls'] {
+    if (config.tls === undefined || connector === undefined) return 'none'
+    const result = reloadTlsMaterial(config.tls)
+    if ('problems' in result) {
+      logger.error({ tls: { problems: result.problems } }, 'the Mangopay TLS files could not be reloaded; the current certificate stays in use')
+      return 'invalid'
+    }
+    const print = tlsFingerprint(result.material)
+    if (print === tlsPrint) return 'unchanged'
+    connector.update(result.material)
+    tlsPrint = print
+    logger.info('Mangopay TLS material reloaded: new connections use it')
+    return 'reloaded'
+  }
+
+  async function reloadApiKey (): Promise<SecretsReloadResult['apiKey']> {
+    const file = config.apiKeyFile
+    if (file === undefined) {
+      logger.info('MANGOPAY_API_KEY is set inline, not from MANGOPAY_API_KEY_FILE: nothing to re-read')
+      return 'inline'
+    }
+    let apiKey: string
+    try {
+      apiKey = readSecretFile(file)
+    } catch (err) {
+      logger.error({ file, code: (err as NodeJS.ErrnoException).code }, 'MANGOPAY_API_KEY_FILE cannot be read; the current key stays in use')
+      return 'unreadable'
+    }
+    if (apiKey === '') {
+      logger.error({ file }, 'MANGOPAY_API_KEY_FILE is empty; the current key stays in use')
+      return 'unreadable'
+    }
+    const print = fingerprint(apiKey)
+    if (print === keyFingerprint) return 'unchanged'
+    client.setApiKey(apiKey)
+    keyFingerprint = print
+    try {
+      await client.bearers.refresh()
+      logger.info('Mangopay API key rotated: a bearer was obtained with the new key')
+      return 'rotated'
+    } catch (err) {
+      const held = client.bearers.peek()
+      const bearer = { heldUntil: held === undefined ? null : new Date(held.expiresAt).toISOString() }
+      if (err instanceof BrokerError && err.code === 'upstream_auth_failed') {
+        logger.error({ bearer }, 'the new Mangopay API key was refused by Mangopay: the current bearer keeps serving until it expires; fix MANGOPAY_API_KEY_FILE and send SIGHUP again')
+        return 'refused'
+      }
+      logger.warn({ bearer, code: err instanceof BrokerError ? err.code : 'error' }, 'the new Mangopay API key could not be checked (Mangopay unavailable); the next bearer refresh uses it')
+      return 'unverified'
+    }
+  }
+
+  // Two SIGHUPs in a row run one after the other, never interleaved.
+  let queue: Promise<unknown> = Promise.resolve()
+  return async function reloadSecrets (): Promise<SecretsReloadResult> {
+    const run = async (): Promise<SecretsReloadResult> => {
+      const tls = reloadTls()
+      const apiKey = await reloadApiKey()
+      return { apiKey, tls }
+    }
+    const result = queue.then(run, run)
+    queue = result.catch(() => {})
+    return await result
+  }
+}

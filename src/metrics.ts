@@ -1,0 +1,247 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { BearerEvent } from './mangopay/bearer-store.js'
+import type { CircuitState } from './mangopay/circuit-breaker.js'
+import type { CallEvent, EmbeddedKind } from './mangopay/client.js'
+import type { QuotaSnapshot } from './mangopay/quota.js'
+import type { MangopayEndpoint } from './mangopay/upstream-errors.js'
+
+/**
+ * Prometheus metrics (SPEC §5). One Registry per app, never prom-client's global one, so
+ * several apps in one process (tests) do not collide. Labels are low-cardinality by
+ * construction: kinds, SPEC error codes, route patterns, status codes and classes, window
+ * positions. Never a user id, a token or a URL as sent.
+ */
+
+const TOKEN_ROUTES: Record<string, EmbeddedKind> = {
+  '/v1/tokens/recipients': 'recipient',
+  '/v1/tokens/checkout': 'checkout'
+}
+
+const CIRCUIT_VALUES: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 }
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** What the collectors read at scrape time; set once the Mangopay client exists. */
+export interface MetricsSources {
+  circuitState: () => CircuitState
+  quota: () => QuotaSnapshot
+  /** Epoch ms when the mTLS client certificate expires, when one is configured. */
+  certificateExpiresAt: () => number | undefined
+}
+
+export class BrokerMetrics {
+  readonly registry = new Registry()
+  readonly tokensIssued: Counter<'kind'>
+  readonly tokensRefused: Counter<'kind' | 'code'>
+  readonly httpDuration: Histogram<'method' | 'route' | 'status_class'>
+  readonly mangopayDuration: Histogram<'endpoint' | 'status'>
+  readonly retries: Counter<'endpoint' | 'reason'>
+  readonly retriesSkipped: Counter<'endpoint' | 'why'>
+  readonly bearerRefreshes: Counter<'result' | 'background'>
+  readonly bearerInvalidations: Counter
+  readonly circuitTransitions: Counter<'to'>
+  readonly circuitRejections: Counter<'endpoint'>
+  #sources: MetricsSources | undefined
+  /** Where the separate METRICS_PORT listener ended up (port 0 picks one). */
+  listeningOn: AddressInfo | undefined
+
+  constructor () {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    this.tokensIssued = new Counter({ name: 'broker_tokens_issued_total', help: 'Embedded tokens handed to browsers, by kind', labelNames: ['kind'], registers })
+    this.tokensRefused = new Counter({ name: 'broker_tokens_refused_total', help: 'Token requests refused, by kind and SPEC error code', labelNames: ['kind', 'code'], registers })
+    this.httpDuration = new Histogram({ name: 'broker_http_request_duration_seconds', help: 'Time to answer browser and operations requests, by route pattern', labelNames: ['method', 'route', 'status_class'], buckets: LATENCY_BUCKETS, registers })
+    this.mangopayDuration = new Histogram({ name: 'broker_mangopay_request_duration_seconds', help: 'Mangopay call attempts, by endpoint and HTTP status (or network_error / timeout)', labelNames: ['endpoint', 'status'], buckets: LATENCY_BUCKETS, registers })
+    this.retries = new Counter({ name: 'broker_mangopay_retries_total', help: 'Mangopay calls retried, by endpoint and reason', labelNames: ['endpoint', 'reason'], registers })
+    this.retriesSkipped = new Counter({ name: 'broker_mangopay_retries_skipped_total', help: 'Retryable failures not retried: budget spent, deadline too close, or retries used up', labelNames: ['endpoint', 'why'], registers })
+    this.bearerRefreshes = new Counter({ name: 'broker_mangopay_bearer_refreshes_total', help: 'OAuth bearer fetches, by result and whether they ran in the background', labelNames: ['result', 'background'], registers })
+    this.bearerInvalidations = new Counter({ name: 'broker_mangopay_bearer_invalidations_total', help: 'Bearers dropped after Mangopay answered 401', registers })
+    this.circuitTransitions = new Counter({ name: 'broker_mangopay_circuit_transitions_total', help: 'Circuit breaker state changes, by new state', labelNames: ['to'], registers })
+    this.circuitRejections = new Counter({ name: 'broker_mangopay_circuit_rejections_total', help: 'Mangopay calls refused by the open circuit', labelNames: ['endpoint'], registers })
+
+    const sources = (): MetricsSources | undefined => this.#sources
+    // eslint-disable-next-line no-new -- registered with the registry; read at scrape time
+    new Gauge({
+      name: 'broker_mangopay_circuit_state',
+      help: 'Circuit breaker towards Mangopay: 0 closed, 1 half-open, 2 open',
+      registers,
+      collect () {
+        const state = sources()?.circuitState()
+        if (state !== undefined) this.set(CIRCUIT_VALUES[state])
+      }
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'broker_mangopay_quota_remaining',
+      help: 'Calls left in each Mangopay rate-limit window (window = position in X-RateLimit-Remaining, 0 = 15 min)',
+      labelNames: ['window'],
+      registers,
+      collect () {
+        this.reset()
+        for (const w of sources()?.quota().windows ?? []) this.set({ window: String(w.index) }, w.remaining)
+      }
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'broker_mangopay_quota_limit',
+      help: 'Size of each Mangopay rate-limit window, as its headers tell it',
+      labelNames: ['window'],
+      registers,
+      collect () {
+        this.reset()
+        for (const w of sources()?.quota().windows ?? []) this.set({ window: String(w.index) }, w.limit)
+      }
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'broker_mangopay_quota_paused',
+      help: '1 while the quota guard refuses calls (reserve reached or 429), else 0',
+      registers,
+      collect () {
+        const snapshot = sources()?.quota()
+        if (snapshot !== undefined) this.set(snapshot.blocked === undefined ? 0 : 1)
+      }
+    })
+  }
+
+  watch (sources: MetricsSources): void {
+    this.#sources = sources
+    // Only with mTLS: an absent series is clearer than a zero expiry.
+    if (sources.certificateExpiresAt() === undefined) return
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'broker_mangopay_client_certificate_expiry_timestamp_seconds',
+      help: 'When the mTLS client certificate expires (Unix seconds); renew it before (Mangopay certificates last 12 months)',
+      registers: [this.registry],
+      collect () {
+        const at = sources.certificateExpiresAt()
+        if (at !== undefined) this.set(Math.floor(at / 1000))
+      }
+    })
+  }
+
+  /** For the Mangopay client's `onResponse`. */
+  readonly observeMangopayResponse = (endpoint: MangopayEndpoint, status: number, _headers: IncomingHttpHeaders, durationMs: number): void => {
+    this.mangopayDuration.observe({ endpoint, status: String(status) }, durationMs / 1000)
+  }
+
+  /** For the Mangopay client's `onBearerEvent`. */
+  readonly observeBearerEvent = (event: BearerEvent): void => {
+    if (event.type === 'invalidated') {
+      this.bearerInvalidations.inc()
+      return
+    }
+    this.bearerRefreshes.inc({ result: event.type === 'refreshed' ? 'success' : 'failure', background: String(event.background) })
+  }
+
+  /** For the Mangopay client's `onCallEvent`. */
+  readonly observeCallEvent = (event: CallEvent): void => {
+    switch (event.type) {
+      case 'failed':
+        this.mangopayDuration.observe({ endpoint: event.endpoint, status: event.failure === 'timeout' ? 'timeout' : 'network_error' }, event.durationMs / 1000)
+        return
+      case 'retry':
+        this.retries.inc({ endpoint: event.endpoint, reason: event.reason === 'network' ? 'network' : 'server_error' })
+        return
+      case 'retry_skipped':
+        this.retriesSkipped.inc({ endpoint: event.endpoint, why: event.why })
+        return
+      case 'circuit':
+        this.circuitTransitions.inc({ to: event.transition.to })
+        return
+      case 'circuit_rejected':
+        this.circuitRejections.inc({ endpoint: event.endpoint })
+    }
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: BrokerMetrics
+  }
+}
+
+export interface MetricsPluginOptions {
+  metrics: BrokerMetrics
+  /** Serve /metrics on this port (same host) instead of the main listener. */
+  port?: number
+  host: string
+}
+
+/** The SPEC error code of a problem+json answer; the body is the broker's own, never upstream's. */
+function problemCode (payload: unknown): string {
+  if (typeof payload !== 'string') return 'unknown'
+  try {
+    const code = (JSON.parse(payload) as { code?: unknown }).code
+    return typeof code === 'string' ? code : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOptions): Promise<void> {
+  const { metrics } = options
+  app.decorate('metrics', metrics)
+  const refusedCodes = new WeakMap<FastifyRequest, string>()
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode >= 400 && TOKEN_ROUTES[request.routeOptions.url ?? ''] !== undefined) {
+      refusedCodes.set(request, problemCode(payload))
+    }
+    return payload
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.httpDuration.observe({ method: request.method, route, status_class: `${Math.floor(reply.statusCode / 100)}xx` }, reply.elapsedTime / 1000)
+    const kind = TOKEN_ROUTES[route]
+    if (kind === undefined) return
+    if (reply.statusCode === 200) metrics.tokensIssued.inc({ kind })
+    else if (reply.statusCode >= 400) metrics.tokensRefused.inc({ kind, code: refusedCodes.get(request) ?? 'unknown' })
+  })
+
+  if (options.port === undefined) {
+    app.get('/metrics', async (_request, reply) => {
+      reply.type(metrics.registry.contentType)
+      return await metrics.registry.metrics()
+    })
+    return
+  }
+
+  // A listener of its own, so metrics need not be exposed where browsers reach the broker.
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+      return
+    }
+    metrics.registry.metrics().then(
+      text => res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
+      (err: unknown) => {
+        app.log.error({ err }, 'metrics collection failed')
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n')
+      }
+    )
+  })
+  app.addHook('onReady', async () => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(options.port, options.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    metrics.listeningOn = server.address() as AddressInfo
+    app.log.info({ metrics: { port: metrics.listeningOn.port } }, 'metrics listening')
+  })
+  app.addHook('onClose', async () => {
+    if (!server.listening) return
+    server.closeAllConnections()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  })
+}
+
+export default fp(metricsPlugin, { name: 'metrics', fastify: '5.x' })

@@ -1,0 +1,39 @@
+import { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from './config.js'
+
+/**
+ * The app's one Redis client (REDIS_URL), shared by everything that keeps state across
+ * instances. Every key it writes starts with REDIS_KEY_PREFIX. Commands fail fast while Redis
+ * is unreachable instead of queueing behind a browser request's deadline. The URL is never
+ * logged: it may carry a password.
+ */
+export function createRedisClient (config: NonNullable<Config['redis']>, log: FastifyBaseLogger): Redis {
+  const redis = new Redis(config.url, {
+    keyPrefix: config.keyPrefix,
+    connectTimeout: 2000,
+    commandTimeout: 1000,
+    maxRetriesPerRequest: 1,
+    retryStrategy: attempt => Math.min(attempt * 200, 2000)
+  })
+  let reported = false
+  // Without a listener ioredis prints every failed reconnection; one warning per outage is enough.
+  redis.on('error', (err: NodeJS.ErrnoException) => {
+    if (reported) return
+    reported = true
+    log.warn({ redis: { error: err.code ?? err.name } }, 'Redis is unreachable; shared limits fail closed until it is back')
+  })
+  redis.on('ready', () => {
+    if (reported) log.info('Redis is reachable again')
+    reported = false
+  })
+  return redis
+}
+
+export async function closeRedisClient (redis: Redis): Promise<void> {
+  try {
+    await redis.quit()
+  } catch {
+    redis.disconnect()
+  }
+}

@@ -1,0 +1,306 @@
+import t from 'tap'
+import { setImmediate as tick } from 'node:timers/promises'
+import { ManualClock } from '../src/clock.js'
+import {
+  BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, type BearerEvent, type BearerGrant
+} from '../src/mangopay/bearer-store.js'
+
+/**
+ * The bearer store on its own: a ManualClock and a fetchBearer whose answers the test settles
+ * by hand, so "is the caller still waiting?" and "how many OAuth calls?" are exact.
+ */
+
+interface PendingFetch {
+  resolve: (grant: BearerGrant) => void
+  reject: (error: unknown) => void
+}
+
+/** With Mangopay's Sandbox lifetime (1200 s) the store refreshes from 80 % of it on. */
+const LIFETIME_S = 1200
+const REFRESH_AT_MS = 960_000
+const UNUSABLE_AT_MS = LIFETIME_S * 1000 - HARD_MARGIN_MS
+
+function setup () {
+  const clock = new ManualClock()
+  const start = clock.now()
+  const fetches: PendingFetch[] = []
+  const events: BearerEvent[] = []
+  const store = new BearerStore({
+    clock,
+    fetchBearer: async () => await new Promise<BearerGrant>((resolve, reject) => { fetches.push({ resolve, reject }) }),
+    onEvent: event => events.push(event)
+  })
+
+  /** Answers OAuth call number `index` (0-based) with `token`. */
+  function answer (index: number, token: string, expiresIn: unknown = LIFETIME_S): void {
+    const pending = fetches[index]
+    if (pending === undefined) throw new Error(`fetch #${index} was never started (${fetches.length} started)`)
+    pending.resolve({ accessToken: token, expiresIn })
+  }
+
+  function fail (index: number, error: unknown = new Error('oauth refused')): void {
+    const pending = fetches[index]
+    if (pending === undefined) throw new Error(`fetch #${index} was never started (${fetches.length} started)`)
+    pending.reject(error)
+  }
+
+  /** Cold start: the first caller fetches bearer-1 and gets it. */
+  async function warm (): Promise<void> {
+    const first = store.current()
+    answer(fetches.length - 1, 'bearer-1')
+    await first
+  }
+
+  /** Moves the clock to `ms` after the start. */
+  function at (ms: number): void {
+    clock.set(start + ms)
+  }
+
+  return { clock, start, fetches, events, store, answer, fail, warm, at }
+}
+
+/** Whether `promise` has settled once pending callbacks have run. */
+async function settled (promise: Promise<unknown>): Promise<boolean> {
+  let done = false
+  promise.then(() => { done = true }, () => { done = true })
+  await tick()
+  await tick()
+  return done
+}
+
+t.test('a fresh bearer is reused: one OAuth call until the refresh point', async t => {
+  const { store, fetches, warm, at } = setup()
+  await warm()
+  t.equal(fetches.length, 1)
+  for (const ms of [0, 1, 60_000, 600_000, REFRESH_AT_MS - 1]) {
+    at(ms)
+    t.equal(await store.current(), 'bearer-1', `same bearer at +${ms} ms`)
+  }
+  t.equal(fetches.length, 1, 'no further OAuth call while the bearer is fresh')
+})
+
+t.test('from refreshAt on: the caller gets the old bearer at once, one refresh runs, the next caller gets the new one', async t => {
+  const { store, fetches, events, warm, at, answer } = setup()
+  await warm()
+  const held = store.peek()
+  t.equal(held?.refreshAt, (held?.obtainedAt ?? 0) + REFRESH_AT_MS, 'refresh point at 80 % of 1200 s')
+
+  at(REFRESH_AT_MS)
+  const first = store.current()
+  t.ok(await settled(first), 'the caller does not wait for the refresh')
+  t.equal(await first, 'bearer-1', 'and gets the still-valid bearer')
+  t.equal(fetches.length, 2, 'exactly one refresh started')
+
+  const during = await Promise.all(Array.from({ length: 20 }, async () => await store.current()))
+  t.same(new Set(during), new Set(['bearer-1']), 'callers during the refresh keep the old bearer')
+  t.equal(fetches.length, 2, 'and start no other refresh')
+
+  answer(1, 'bearer-2')
+  await tick()
+  t.equal(await store.current(), 'bearer-2', 'the next caller gets the new bearer')
+  t.equal(fetches.length, 2)
+  t.same(events.filter(e => e.type === 'refreshed').map(e => e.type === 'refreshed' && e.background), [false, true])
+})
+
+t.test('hard margin: in the last 30 s the store waits for a new bearer', async t => {
+  t.test('just before the margin the old bearer is still served', async t => {
+    const { store, fetches, warm, at } = setup()
+    await warm()
+    at(UNUSABLE_AT_MS - 1)
+    const early = store.current()
+    t.ok(await settled(early))
+    t.equal(await early, 'bearer-1')
+    t.equal(fetches.length, 2, 'while a refresh runs in the background')
+  })
+
+  t.test('at the margin, callers wait; all of them share one OAuth call', async t => {
+    const { store, fetches, warm, at, answer } = setup()
+    await warm()
+    at(UNUSABLE_AT_MS)
+    t.equal(store.peek(), undefined, 'the bearer is no longer offered')
+    const waiting = Array.from({ length: 10 }, async () => await store.current())
+    t.notOk(await settled(Promise.all(waiting)), 'callers wait')
+    t.equal(fetches.length, 2, 'one OAuth call for all of them')
+    answer(1, 'bearer-2')
+    t.same(new Set(await Promise.all(waiting)), new Set(['bearer-2']), 'and all get the new bearer, never the old one')
+  })
+
+  t.test('a background refresh still running at the margin is joined, not duplicated', async t => {
+    const { store, fetches, warm, at, answer } = setup()
+    await warm()
+    at(REFRESH_AT_MS)
+    t.equal(await store.current(), 'bearer-1')
+    at(UNUSABLE_AT_MS + 5000)
+    const waiting = store.current()
+    t.notOk(await settled(waiting))
+    t.equal(fetches.length, 2)
+    answer(1, 'bearer-2')
+    t.equal(await waiting, 'bearer-2')
+  })
+
+  t.test('long after expiry the store fetches before answering', async t => {
+    const { store, fetches, warm, at, answer } = setup()
+    await warm()
+    at(10 * LIFETIME_S * 1000)
+    const waiting = store.current()
+    t.notOk(await settled(waiting))
+    t.equal(fetches.length, 2)
+    answer(1, 'bearer-2')
+    t.equal(await waiting, 'bearer-2')
+  })
+})
+
+t.test('single flight: 500 concurrent callers on a cold store make one OAuth call', async t => {
+  const { store, fetches, answer } = setup()
+  const callers = Array.from({ length: 500 }, async () => await store.current())
+  t.equal(fetches.length, 1)
+  answer(0, 'bearer-1')
+  const tokens = await Promise.all(callers)
+  t.equal(tokens.length, 500)
+  t.same(new Set(tokens), new Set(['bearer-1']), 'all get the same bearer')
+  t.equal(fetches.length, 1)
+})
+
+t.test('a failed OAuth call is not cached: all waiters fail, the next call tries again', async t => {
+  const { store, fetches, events, answer, fail } = setup()
+  const waiters = Array.from({ length: 10 }, async () => await store.current())
+  t.equal(fetches.length, 1)
+  const refused = new Error('oauth refused')
+  fail(0, refused)
+  const outcomes = await Promise.allSettled(waiters)
+  t.same(outcomes.map(o => o.status), Array(10).fill('rejected'), 'every waiter is rejected')
+  t.ok(outcomes.every(o => o.status === 'rejected' && o.reason === refused), 'with the OAuth error')
+  t.equal(store.peek(), undefined, 'nothing is held')
+  t.match(events.at(-1), { type: 'refresh_failed', background: false, error: refused })
+
+  const retry = store.current()
+  t.equal(fetches.length, 2, 'the next call fetches again')
+  answer(1, 'bearer-2')
+  t.equal(await retry, 'bearer-2')
+
+  t.test('also after a failed refresh at the hard margin', async t => {
+    const { store, fetches, warm, at, fail, answer } = setup()
+    await warm()
+    at(UNUSABLE_AT_MS)
+    const waiting = store.current()
+    fail(1)
+    await t.rejects(waiting, /oauth refused/)
+    const again = store.current()
+    t.equal(fetches.length, 3, 'no backoff for callers that need a bearer now')
+    answer(2, 'bearer-2')
+    t.equal(await again, 'bearer-2')
+  })
+})
+
+t.test('a failing background refresh backs off instead of running on every call', async t => {
+  const { store, fetches, events, warm, at, fail, answer } = setup()
+  await warm()
+  at(REFRESH_AT_MS)
+  t.equal(await store.current(), 'bearer-1')
+  t.equal(fetches.length, 2)
+  fail(1)
+  await tick()
+  t.match(events.at(-1), { type: 'refresh_failed', background: true })
+
+  for (let i = 0; i < 50; i++) t.equal(await store.current(), 'bearer-1')
+  t.equal(fetches.length, 2, 'no refresh on each of 50 calls right after the failure')
+  at(REFRESH_AT_MS + 999)
+  await store.current()
+  t.equal(fetches.length, 2, 'still backing off after 999 ms')
+  at(REFRESH_AT_MS + 1000)
+  t.equal(await store.current(), 'bearer-1')
+  t.equal(fetches.length, 3, 'one new attempt after the first backoff (1 s)')
+
+  fail(2)
+  await tick()
+  at(REFRESH_AT_MS + 1000 + 1999)
+  await store.current()
+  t.equal(fetches.length, 3, 'the backoff grows: nothing after 1999 ms')
+  at(REFRESH_AT_MS + 1000 + 2000)
+  await store.current()
+  t.equal(fetches.length, 4, 'a new attempt after 2 s')
+
+  answer(3, 'bearer-2')
+  await tick()
+  t.equal(await store.current(), 'bearer-2', 'a success replaces the bearer')
+  t.equal(fetches.length, 4)
+})
+
+t.test('expires_in is clamped into a sane lifetime', async t => {
+  const cases: Array<[string, unknown, number, boolean]> = [
+    ['0', 0, MIN_LIFETIME_S, true],
+    ['-5', -5, MIN_LIFETIME_S, true],
+    ['missing', undefined, MIN_LIFETIME_S, true],
+    ['null', null, MIN_LIFETIME_S, true],
+    ["'abc'", 'abc', MIN_LIFETIME_S, true],
+    ["''", '', MIN_LIFETIME_S, true],
+    ['NaN', Number.NaN, MIN_LIFETIME_S, true],
+    ['Infinity', Number.POSITIVE_INFINITY, MIN_LIFETIME_S, true],
+    ['10^9', 1e9, MAX_LIFETIME_S, true],
+    ["'1200' (a string)", '1200', 1200, false],
+    ['1200', 1200, 1200, false],
+    ['3600', 3600, 3600, false],
+    ['1199.7', 1199.7, 1199, false]
+  ]
+  t.equal(MIN_LIFETIME_S, 60)
+  t.equal(MAX_LIFETIME_S, 86_400)
+
+  for (const [label, expiresIn, seconds, clamped] of cases) {
+    t.test(`expires_in ${label} → ${seconds} s`, async t => {
+      t.same(clampLifetime(expiresIn), { seconds, clamped })
+
+      const { store, fetches, events, at } = setup()
+      const first = store.current()
+      // Sent as is: a missing field really is missing, not defaulted.
+      const grant = (expiresIn === undefined ? { accessToken: 'bearer-1' } : { accessToken: 'bearer-1', expiresIn }) as BearerGrant
+      fetches[0]?.resolve(grant)
+      t.equal(await first, 'bearer-1', 'the first caller gets the bearer')
+      const held = store.peek()
+      t.ok(held, 'the bearer is held')
+      t.equal((held?.expiresAt ?? 0) - (held?.obtainedAt ?? 0), seconds * 1000)
+      t.match(events, [{ type: 'refreshed', lifetimeS: seconds, clamped }])
+      t.ok((held?.refreshAt ?? Infinity) <= (held?.expiresAt ?? 0) - HARD_MARGIN_MS, 'refreshed no later than 30 s before expiry')
+      t.equal(await store.current(), 'bearer-1', 'the bearer is used')
+      at(1000)
+      t.equal(await store.current(), 'bearer-1', 'and still a second later')
+      t.equal(fetches.length, 1, 'without an OAuth call per request')
+    })
+  }
+})
+
+t.test('invalidate(token) drops only the bearer it names', async t => {
+  const { store, fetches, events, warm, answer } = setup()
+  await warm()
+
+  store.invalidate('some-other-bearer')
+  t.equal(store.peek()?.token, 'bearer-1', 'another token leaves the bearer in place')
+  t.equal(await store.current(), 'bearer-1')
+  t.equal(fetches.length, 1)
+  t.notOk(events.some(e => e.type === 'invalidated'))
+
+  store.invalidate('bearer-1')
+  t.equal(store.peek(), undefined, 'the named bearer is dropped')
+  t.match(events.at(-1), { type: 'invalidated' })
+  const next = store.current()
+  t.equal(fetches.length, 2, 'the next caller fetches a new one')
+  answer(1, 'bearer-2')
+  t.equal(await next, 'bearer-2')
+
+  // A request that saw bearer-1 refused after another request already re-authenticated.
+  store.invalidate('bearer-1')
+  t.equal(store.peek()?.token, 'bearer-2', 'a stale token does not drop its replacement')
+  t.equal(await store.current(), 'bearer-2')
+  t.equal(fetches.length, 2)
+})
+
+t.test('refresh() fetches whatever the bearer age and joins a running fetch', async t => {
+  const { store, fetches, warm, answer } = setup()
+  await warm()
+  const a = store.refresh()
+  const b = store.refresh()
+  t.equal(fetches.length, 2, 'one OAuth call for two refresh() calls')
+  answer(1, 'bearer-2')
+  t.equal((await a).token, 'bearer-2')
+  t.equal((await b).token, 'bearer-2')
+  t.equal(await store.current(), 'bearer-2')
+})

@@ -1,0 +1,181 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import {
+  API_KEY, AUDIENCE, buildTestApp, CLIENT_ID, ISSUER, post, RSA_PUBLIC_PEM, startTestEmulator, tokenFor, USER_A, type TestApp
+} from './helpers.js'
+
+/**
+ * Key rotation without downtime (SPEC §4–§5): on SIGHUP the API key file is read again and a
+ * bearer is fetched with the new key at once; a key Mangopay refuses is reported clearly and
+ * the current bearer keeps serving. Driven through `app.reloadSecrets()` (what the SIGHUP
+ * handler calls), and once through a real SIGHUP to the server process.
+ */
+
+const NEW_KEY = 'sk_test_embedded_rotated_9f8e7d6c5b4a3210'
+const WRONG_KEY = 'sk_test_embedded_typo_0000000000000000'
+const basic = (key: string): string => `Basic ${Buffer.from(`${CLIENT_ID}:${key}`).toString('base64')}`
+const REFUSED = 'the new Mangopay API key was refused by Mangopay: the current bearer keeps serving until it expires; fix MANGOPAY_API_KEY_FILE and send SIGHUP again'
+
+function tempDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'broker-rotation-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+interface Rotating extends TestApp {
+  keyFile: string
+  mint: () => ReturnType<typeof post>
+  lastOAuthCredential: () => string | undefined
+}
+
+async function setup (t: Test): Promise<Rotating> {
+  const keyFile = join(tempDir(t), 'mangopay-api-key')
+  writeFileSync(keyFile, `${API_KEY}\n`)
+  const built = await buildTestApp(t, { env: { MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: keyFile, RATE_LIMIT_MAX: '1000' } })
+  const jwt = await tokenFor(USER_A)
+  // The logs must not hold the rotated keys either.
+  t.teardown(() => {
+    for (const secret of [NEW_KEY, WRONG_KEY, basic(NEW_KEY).slice(6), basic(WRONG_KEY).slice(6)]) {
+      if (built.logs.text().includes(secret)) throw new Error('a rotated key reached the logs')
+    }
+  })
+  return {
+    ...built,
+    keyFile,
+    mint: async () => await post(built.app, '/v1/tokens/recipients', { token: jwt }),
+    lastOAuthCredential: () => built.emulator.control.received.filter(r => r.endpoint === 'oauth').at(-1)?.headers.authorization
+  }
+}
+
+t.test('a new key in the file: the next bearer is fetched with it, at once', async t => {
+  const broker = await setup(t)
+  t.equal((await broker.mint()).statusCode, 200)
+  t.equal(broker.lastOAuthCredential(), basic(API_KEY))
+  const oldBearer = broker.app.mangopay.bearers.peek()?.token
+
+  writeFileSync(broker.keyFile, `${NEW_KEY}\n`)
+  broker.emulator.control.setApiKey(NEW_KEY)
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+  t.equal(broker.emulator.control.calls.oauth, 2, 'one OAuth call, right after the reload')
+  t.equal(broker.lastOAuthCredential(), basic(NEW_KEY), 'with the new Basic credential')
+  t.ok(broker.logs.lines().some(l => l.msg === 'Mangopay API key rotated: a bearer was obtained with the new key'))
+
+  const res = await broker.mint()
+  t.equal(res.statusCode, 200)
+  const newBearer = broker.app.mangopay.bearers.peek()?.token
+  t.not(newBearer, oldBearer)
+  t.equal(broker.emulator.control.minted.at(-1)?.bearer, newBearer, 'tokens are minted with the new bearer')
+
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'unchanged', tls: 'none' }, 'a SIGHUP with nothing new')
+  t.equal(broker.emulator.control.calls.oauth, 2, 'makes no OAuth call')
+})
+
+t.test('a key Mangopay refuses: a clear error, and the current bearer keeps serving', async t => {
+  const broker = await setup(t)
+  t.equal((await broker.mint()).statusCode, 200)
+  const bearer = broker.app.mangopay.bearers.peek()?.token
+
+  writeFileSync(broker.keyFile, WRONG_KEY)
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
+  t.equal(broker.lastOAuthCredential(), basic(WRONG_KEY), 'the new key was tried at once')
+  t.equal(broker.emulator.control.calls.oauth, 2, 'once (a 401 is not retried)')
+  const line = broker.logs.lines().find(l => l.msg === REFUSED)
+  t.match(line, { level: 50, bearer: { heldUntil: String } }, 'an error line that says what to do, and until when the bearer serves')
+
+  for (let i = 0; i < 3; i++) t.equal((await broker.mint()).statusCode, 200, 'token requests still succeed')
+  t.equal(broker.app.mangopay.bearers.peek()?.token, bearer, 'with the same bearer, not invalidated')
+  t.equal(broker.emulator.control.minted.at(-1)?.bearer, bearer)
+  t.equal(broker.emulator.control.calls.oauth, 2, 'and no further OAuth call')
+  t.equal((await broker.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'still ready')
+
+  // Fixed file, second SIGHUP: rotated.
+  writeFileSync(broker.keyFile, NEW_KEY)
+  broker.emulator.control.setApiKey(NEW_KEY)
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+})
+
+t.test('an unreadable or empty key file: the current key stays', async t => {
+  const broker = await setup(t)
+  t.equal((await broker.mint()).statusCode, 200)
+  rmSync(broker.keyFile)
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
+  t.match(broker.logs.lines().find(l => l.msg === 'MANGOPAY_API_KEY_FILE cannot be read; the current key stays in use'), { level: 50, code: 'ENOENT' })
+  writeFileSync(broker.keyFile, '\n')
+  t.same(await broker.app.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
+  await broker.app.mangopay.bearers.refresh()
+  t.equal(broker.lastOAuthCredential(), basic(API_KEY), 'the next bearer still uses the key that works')
+})
+
+t.test('a key given inline: nothing to re-read', async t => {
+  const { app, emulator } = await buildTestApp(t)
+  t.same(await app.reloadSecrets(), { apiKey: 'inline', tls: 'none' })
+  t.equal(emulator.control.calls.oauth, 0)
+})
+
+async function until (what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+t.test('a real SIGHUP to the server process: rotated, and the process keeps serving', async t => {
+  const emulator = await startTestEmulator(t)
+  const keyFile = join(tempDir(t), 'mangopay-api-key')
+  writeFileSync(keyFile, API_KEY)
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      SHUTDOWN_DELAY_MS: '0',
+      MANGOPAY_BASE_URL: emulator.url,
+      MANGOPAY_CLIENT_ID: CLIENT_ID,
+      MANGOPAY_API_KEY_FILE: keyFile,
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE
+    },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const logged = (msg: string) => () => {
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}): ${stderr}`)
+    return stdout.split('\n').some(line => line.includes(`"msg":"${msg}"`))
+  }
+  const oauthCredentials = () => emulator.control.received.filter(r => r.endpoint === 'oauth').map(r => r.headers.authorization)
+
+  // The server warms its bearer at start-up, with the key from the file.
+  await until('the start-up bearer', logged('Mangopay bearer obtained'), 60_000)
+  t.same(oauthCredentials(), [basic(API_KEY)])
+
+  writeFileSync(keyFile, NEW_KEY)
+  emulator.control.setApiKey(NEW_KEY)
+  t.ok(child.kill('SIGHUP'), 'SIGHUP sent')
+  await until('the rotation', logged('Mangopay API key rotated: a bearer was obtained with the new key'), 30_000)
+  t.same(oauthCredentials(), [basic(API_KEY), basic(NEW_KEY)], 'the next OAuth call used the new key')
+  t.equal(child.exitCode, null, 'SIGHUP did not stop the server')
+  t.notOk(stdout.includes('shutting down'), 'and did not start a shutdown')
+
+  t.ok(child.kill('SIGTERM'))
+  const [code] = await exited
+  t.equal(code, 0)
+  for (const secret of [API_KEY, NEW_KEY, basic(NEW_KEY).slice(6)]) t.notOk(stdout.includes(secret) || stderr.includes(secret), 'no key in the output')
+})
