@@ -80,3 +80,20 @@ t.test('/readyz is 503 shutting_down from the moment shutdown starts', async t =
   const live = await app.inject({ method: 'GET', url: '/healthz' })
   t.equal(live.statusCode, 200, 'liveness still answers while draining')
 })
+
+t.test('readiness checks Redis when REDIS_URL is set', async t => {
+  const up = await buildTestApp(t, { env: { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `broker-test-ready-${process.pid}:` } })
+  const ready = await up.app.inject({ url: '/readyz' })
+  t.equal(ready.statusCode, 200)
+  t.equal(ready.json().checks.redis, 'ok')
+
+  const down = await buildTestApp(t, { env: { REDIS_URL: 'redis://127.0.0.1:1', REDIS_KEY_PREFIX: 'broker-test-ready-down:' } })
+  const notReady = await down.app.inject({ url: '/readyz' })
+  t.equal(notReady.statusCode, 503)
+  t.equal(notReady.json().checks.redis, 'unavailable')
+  t.match(notReady.headers['content-type'], /^application\/problem\+json/)
+  t.equal(down.emulator.control.calls.total, 0, 'no Mangopay call while a configured dependency is down')
+
+  const noRedis = await buildTestApp(t)
+  t.equal((await noRedis.app.inject({ url: '/readyz' })).json().checks.redis, undefined, 'no Redis check without REDIS_URL')
+})

@@ -13,6 +13,8 @@ export interface HealthRoutesOptions {
   lifecycle: Lifecycle
   clock: Clock
   timeoutMs: number
+  /** The shared-state store when REDIS_URL is set: a configured dependency readiness checks. */
+  redis?: { ping: () => Promise<unknown> }
 }
 
 /** After a failed bearer attempt, readiness answers from memory for this long (spares Mangopay). */
@@ -24,7 +26,17 @@ const READINESS_RETRY_MS = 5000
  * circuit towards Mangopay is not open, and the broker is not shutting down.
  */
 export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
-  const { client, lifecycle, clock, timeoutMs } = options
+  const { client, lifecycle, clock, timeoutMs, redis } = options
+
+  async function redisCheck (): Promise<'ok' | 'unavailable' | undefined> {
+    if (redis === undefined) return undefined
+    try {
+      await redis.ping()
+      return 'ok'
+    } catch {
+      return 'unavailable'
+    }
+  }
   let lastFailureAt = -Infinity
 
   app.get('/healthz', async () => ({ status: 'ok' }))
@@ -37,17 +49,19 @@ export async function healthRoutes (app: FastifyInstance, options: HealthRoutesO
     // An open circuit turns half-open by itself after the cool-down, so readiness comes back and traffic can probe.
     const circuit = client.circuit.state
     if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, circuit, bearer: 'skipped', quota })
+    const redisState = await redisCheck()
+    if (redisState === 'unavailable') return notReady('Redis (shared state) is unreachable.', { shutdown: false, circuit, redis: redisState, bearer: 'skipped', quota })
     if (circuit === 'open') {
       return notReady('Mangopay is failing; the circuit is open.', { shutdown: false, circuit, bearer: client.bearers.peek() === undefined ? 'skipped' : 'held', quota }, client.circuit.retryAfterMs() / 1000)
     }
-    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, circuit, bearer: 'held', quota } }
+    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, circuit, redis: redisState, bearer: 'held', quota } }
     if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit, bearer: 'unavailable', quota })
     try {
       await Promise.race([
         client.bearers.refresh(),
         new Promise((_resolve, reject) => setTimeout(reject, Math.min(timeoutMs, 3000), new Error('timeout')).unref())
       ])
-      return { status: 'ready', checks: { shutdown: false, circuit: client.circuit.state, bearer: 'obtained', quota } }
+      return { status: 'ready', checks: { shutdown: false, circuit: client.circuit.state, redis: redisState, bearer: 'obtained', quota } }
     } catch {
       lastFailureAt = clock.now()
       return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit: client.circuit.state, bearer: 'unavailable', quota })
