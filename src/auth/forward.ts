@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import type { Authenticator } from './authenticator.js'
 import { mangopayUserIdsFromClaim, type Session } from './session.js'
+import { readBounded } from '../http/read-bounded.js'
 
 /**
  * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the
@@ -60,21 +61,6 @@ function subjectOf (body: Record<string, unknown>): string {
     if (typeof value === 'number' && Number.isFinite(value)) return String(value)
   }
   return 'unknown'
-}
-
-/** Reads at most MAX_ANSWER_BYTES; undefined when the body is larger. */
-async function readBounded (body: Dispatcher.ResponseData['body']): Promise<string | undefined> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > MAX_ANSWER_BYTES) {
-      body.destroy()
-      return undefined
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 function credentialsOf (request: FastifyRequest): Credentials {
@@ -204,7 +190,7 @@ export class ForwardAuthenticator implements Authenticator {
 
     let text: string | undefined
     try {
-      text = await readBounded(response.body)
+      text = await readBounded(response.body, MAX_ANSWER_BYTES)
     } catch (err) {
       throw unavailable(err, { status, network: (err as { code?: string }).code ?? (err as Error).name })
     }

@@ -2,6 +2,7 @@ import { Pool, type buildConnector, type Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
 import type { MangopayEndpoint } from './upstream-errors.js'
+import { readBounded } from '../http/read-bounded.js'
 
 /**
  * The one connection pool to Mangopay, owned by the app (never the global dispatcher), and
@@ -72,20 +73,6 @@ export function networkError (endpoint: MangopayEndpoint, err: unknown, signal: 
   return new TransportError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', logFields.mangopay.network, { cause: err, logFields, retryAfterS: 5 })
 }
 
-async function readBounded (body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) {
-      body.destroy()
-      throw new BrokerError('upstream_error', 'Mangopay answered with an oversized response.')
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 export async function postToMangopay (pool: Dispatcher, request: UpstreamRequest): Promise<UpstreamResponse> {
   try {
     const response = await pool.request({
@@ -95,7 +82,8 @@ export async function postToMangopay (pool: Dispatcher, request: UpstreamRequest
       body: request.body,
       signal: request.signal
     })
-    const text = await readBounded(response.body)
+    const text = await readBounded(response.body, MAX_BODY_BYTES)
+    if (text === undefined) throw new BrokerError('upstream_error', 'Mangopay answered with an oversized response.')
     return { status: response.statusCode, headers: response.headers, text }
   } catch (err) {
     if (err instanceof BrokerError) throw err
