@@ -1,4 +1,7 @@
-import { Writable } from 'node:stream'
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { Writable, type Readable } from 'node:stream'
 import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
@@ -183,4 +186,33 @@ export function assertProblem (t: Test, res: AnswerLike, status: number, code: s
     if (res.body.includes(secret)) t.fail('a secret reached the problem body')
   }
   return body
+}
+
+export interface ServerProcess {
+  child: ChildProcessByStdio<null, Readable, Readable>
+  /** Resolves with the exit code and signal. */
+  exited: Promise<[number | null, NodeJS.Signals | null]>
+  stdout: () => string
+  stderr: () => string
+}
+
+/**
+ * The real server (`src/server.ts`) as a child process with exactly `env` (plus PATH and HOME),
+ * its output collected; killed on teardown if still running.
+ */
+export function spawnServer (t: TestContext, env: Record<string, string>): ServerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  return { child, exited, stdout: () => stdout, stderr: () => stderr }
 }

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import {
-  API_KEY, AUDIENCE, buildTestApp, CLIENT_ID, ISSUER, post, RSA_PUBLIC_PEM, startTestEmulator, tokenFor, USER_A, type TestApp
+  API_KEY, AUDIENCE, buildTestApp, CLIENT_ID, ISSUER, post, RSA_PUBLIC_PEM, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
 } from './helpers.js'
 
 /**
@@ -129,36 +127,24 @@ t.test('a real SIGHUP to the server process: rotated, and the process keeps serv
   const emulator = await startTestEmulator(t)
   const keyFile = join(tempDir(t), 'mangopay-api-key')
   writeFileSync(keyFile, API_KEY)
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: join(import.meta.dirname, '..'),
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      SHUTDOWN_DELAY_MS: '0',
-      MANGOPAY_BASE_URL: emulator.url,
-      MANGOPAY_CLIENT_ID: CLIENT_ID,
-      MANGOPAY_API_KEY_FILE: keyFile,
-      AUTH_MODE: 'jwt',
-      AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
-      AUTH_ISSUER: ISSUER,
-      AUTH_AUDIENCE: AUDIENCE
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
+  const server = spawnServer(t, {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    SHUTDOWN_DELAY_MS: '0',
+    MANGOPAY_BASE_URL: emulator.url,
+    MANGOPAY_CLIENT_ID: CLIENT_ID,
+    MANGOPAY_API_KEY_FILE: keyFile,
+    AUTH_MODE: 'jwt',
+    AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE
   })
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const { child } = server
+  const exited = server.exited
   const logged = (msg: string) => () => {
-    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}): ${stderr}`)
-    return stdout.split('\n').some(line => line.includes(`"msg":"${msg}"`))
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}): ${server.stderr()}`)
+    return server.stdout().split('\n').some(line => line.includes(`"msg":"${msg}"`))
   }
   const oauthCredentials = () => emulator.control.received.filter(r => r.endpoint === 'oauth').map(r => r.headers.authorization)
 
@@ -172,10 +158,10 @@ t.test('a real SIGHUP to the server process: rotated, and the process keeps serv
   await until('the rotation', logged('Mangopay API key rotated: a bearer was obtained with the new key'), 30_000)
   t.same(oauthCredentials(), [basic(API_KEY), basic(NEW_KEY)], 'the next OAuth call used the new key')
   t.equal(child.exitCode, null, 'SIGHUP did not stop the server')
-  t.notOk(stdout.includes('shutting down'), 'and did not start a shutdown')
+  t.notOk(server.stdout().includes('shutting down'), 'and did not start a shutdown')
 
   t.ok(child.kill('SIGTERM'))
   const [code] = await exited
   t.equal(code, 0)
-  for (const secret of [API_KEY, NEW_KEY, basic(NEW_KEY).slice(6)]) t.notOk(stdout.includes(secret) || stderr.includes(secret), 'no key in the output')
+  for (const secret of [API_KEY, NEW_KEY, basic(NEW_KEY).slice(6)]) t.notOk(server.stdout().includes(secret) || server.stderr().includes(secret), 'no key in the output')
 })

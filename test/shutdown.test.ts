@@ -1,13 +1,11 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import {
   API_KEY, AUDIENCE, CLIENT_ID, ISSUER, RSA_PUBLIC_PEM, USER_A,
-  assertNoSecrets, assertProblem, startTestEmulator, tokenFor
+  assertNoSecrets, assertProblem, startTestEmulator, tokenFor, spawnServer
 } from './helpers.js'
 
 /**
@@ -46,34 +44,22 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   const agent = new Agent()
   t.teardown(async () => await agent.close())
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: join(import.meta.dirname, '..'),
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'info',
-      SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
-      MANGOPAY_BASE_URL: emulator.url,
-      MANGOPAY_CLIENT_ID: CLIENT_ID,
-      MANGOPAY_API_KEY: API_KEY,
-      MANGOPAY_TIMEOUT_MS: '15000',
-      AUTH_MODE: 'jwt',
-      AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
-      AUTH_ISSUER: ISSUER,
-      AUTH_AUDIENCE: AUDIENCE
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
+  const server = spawnServer(t, {
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'info',
+    SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
+    MANGOPAY_BASE_URL: emulator.url,
+    MANGOPAY_CLIENT_ID: CLIENT_ID,
+    MANGOPAY_API_KEY: API_KEY,
+    MANGOPAY_TIMEOUT_MS: '15000',
+    AUTH_MODE: 'jwt',
+    AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE
   })
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const { child } = server
+  const exited = server.exited
 
   const get = async (path: string) => {
     const res = await request(base + path, { dispatcher: agent, reset: true, headersTimeout: 10_000, bodyTimeout: 10_000 })
@@ -81,7 +67,7 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   }
 
   await until('the server to listen', async () => {
-    if (child.exitCode !== null) throw new Error(`the server exited early (${child.exitCode}): ${stderr}`)
+    if (child.exitCode !== null) throw new Error(`the server exited early (${child.exitCode}): ${server.stderr()}`)
     try {
       return (await get('/healthz')).statusCode === 200
     } catch {
@@ -127,11 +113,11 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   t.equal(done.body.clientToken, emulator.control.minted[0]?.token)
 
   const [code, signal] = await exited
-  t.equal(code, 0, 'exit code 0', { stdoutTail: stdout.slice(-3000), stderr })
+  t.equal(code, 0, 'exit code 0', { stdoutTail: server.stdout().slice(-3000), stderr: server.stderr() })
   t.equal(signal, null)
-  t.notMatch(stderr, /killed by timeout|Error/, 'nothing went wrong on the way out')
+  t.notMatch(server.stderr(), /killed by timeout|Error/, 'nothing went wrong on the way out')
 
-  const lines = stdout.split('\n').filter(l => l.trim() !== '')
+  const lines = server.stdout().split('\n').filter(l => l.trim() !== '')
   const records: Array<Record<string, any>> = []
   for (const line of lines) {
     try {
@@ -143,6 +129,6 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   t.ok(records.some(r => r.msg === 'shutting down' && r.signal === 'SIGTERM'), 'the shutdown is logged')
   t.ok(records.some(r => r.audit?.event === 'embedded_token_issued'), 'the in-flight request\'s audit line made it out before exit')
   t.ok(records.every(r => typeof r.level === 'number' && typeof r.time === 'string'), 'pino JSON lines')
-  t.doesNotThrow(() => assertNoSecrets(stdout + stderr, emulator), 'no secret in the server\'s output')
-  t.notOk((stdout + stderr).includes(token), 'the JWT is not logged')
+  t.doesNotThrow(() => assertNoSecrets(server.stdout() + server.stderr(), emulator), 'no secret in the server\'s output')
+  t.notOk((server.stdout() + server.stderr()).includes(token), 'the JWT is not logged')
 })
