@@ -22,6 +22,8 @@ import { certificateExpiresAt, MangopayConnector } from './mangopay/tls.js'
 import { createSecretsReloader, type SecretsReloadResult } from './mangopay/secrets-reload.js'
 import metricsPlugin, { BrokerMetrics } from './metrics.js'
 import { QuotaTracker } from './mangopay/quota.js'
+import { SharedQuotaView } from './mangopay/shared-quota.js'
+import { sharedStateScope } from './mangopay/shared-bearer.js'
 import { tokenRoutes } from './routes/tokens.js'
 import { healthRoutes, type Lifecycle } from './routes/health.js'
 import { clientScriptRoutes } from './routes/client-script.js'
@@ -32,6 +34,8 @@ export interface AppDeps {
   clock?: Clock
   /** The dispatcher for Mangopay calls; by default the app creates and owns a Pool. */
   mangopayDispatcher?: Dispatcher
+  /** With REDIS_URL: how often the quota pauses other instances published are read (default 1000 ms). */
+  quotaSyncIntervalMs?: number
 }
 
 declare module 'fastify' {
@@ -109,13 +113,24 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const connector = ownsPool ? new MangopayConnector(config.mangopay.tls?.material, Math.min(CONNECT_TIMEOUT_CAP_MS, config.mangopay.timeoutMs)) : undefined
   const pool = deps.mangopayDispatcher ?? createMangopayPool({ origin: new URL(config.mangopay.baseUrl).origin, timeoutMs: config.mangopay.timeoutMs, connector: connector?.connect })
   const metrics = new BrokerMetrics()
+  // Created before the Mangopay client: with REDIS_URL the bearer and the quota view are shared (SPEC §5).
+  const redis = config.redis === undefined ? undefined : createRedisClient(config.redis, app.log)
+  if (redis !== undefined) app.addHook('onClose', async () => await closeRedisClient(redis))
+  const sharedQuota = redis === undefined
+    ? undefined
+    : new SharedQuotaView({ redis, clock, log: app.log, scope: sharedStateScope(config.mangopay.clientId, config.mangopay.baseUrl), intervalMs: deps.quotaSyncIntervalMs })
   const quota = new QuotaTracker({
     reserve: config.mangopay.quotaReserve,
     clock,
     onEvent: event => {
       if (event.type === 'blocked') app.log.warn({ quota: { until: new Date(event.until).toISOString(), reason: event.reason, windows: event.windows } }, 'Mangopay quota guard: calls paused until the window resets')
+      if (event.type === 'blocked' || event.type === 'extended') sharedQuota?.publish(event.until, event.reason)
     }
   })
+  if (sharedQuota !== undefined) {
+    sharedQuota.follow(quota)
+    app.addHook('onClose', async () => sharedQuota.stop())
+  }
   const client = new MangopayClient({
     config: config.mangopay,
     pool,
@@ -124,7 +139,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     quota,
     onResponse: metrics.observeMangopayResponse,
     onBearerEvent: metrics.observeBearerEvent,
-    onCallEvent: metrics.observeCallEvent
+    onCallEvent: metrics.observeCallEvent,
+    redis
   })
   metrics.watch({
     circuitState: () => client.circuit.state,
@@ -166,8 +182,6 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(cors, { origins: config.cors.origins })
   await app.register(fastifyCookie)
 
-  const redis = config.redis === undefined ? undefined : createRedisClient(config.redis, app.log)
-  if (redis !== undefined) app.addHook('onClose', async () => await closeRedisClient(redis))
   const limits = await setUpRateLimits(app, { limits: config.rateLimit, clock, redis })
 
   const { authenticator: verifier, dev, close: closeAuthenticator } = authenticatorFor(config, clock)

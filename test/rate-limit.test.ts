@@ -192,7 +192,8 @@ t.test('REDIS_URL: two instances share one per-user budget and one failed-auth c
   t.equal((await post(two.app, RECIPIENTS, { token: 'bad' })).statusCode, 401)
   assertProblem(t, await post(one.app, RECIPIENTS, { token: await tokenFor(USER_C) }), 429, 'rate_limited')
 
-  const keys = (await redis.keys(`${prefix}*`)).sort()
+  // Only the rate-limit namespace: the shared bearer and quota view live under the prefix too.
+  const keys = (await redis.keys(`${prefix}rl:*`)).sort()
   t.same(keys, [`${prefix}rl:auth-failure:127.0.0.1`, `${prefix}rl:user:${USER_A}`, `${prefix}rl:user:${USER_B}`], 'keys under the prefix, one per user or address')
   for (const key of keys) {
     const ttl = await redis.pttl(key)

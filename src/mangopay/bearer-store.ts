@@ -10,6 +10,8 @@ import type { Clock } from '../clock.js'
  * - Single flight: any number of concurrent needs share one OAuth call.
  * - A failed call is not cached: the next need tries again. Background refreshes back off
  *   after a failure so a failing OAuth endpoint is not called on every request.
+ * - Optionally (REDIS_URL) the bearer is shared with other instances: a need first looks there
+ *   (`SharedBearers`, see shared-bearer.ts), so the whole fleet makes one OAuth call.
  */
 
 export interface BearerGrant {
@@ -31,10 +33,21 @@ export type BearerEvent =
   | { type: 'refresh_failed', background: boolean, error: unknown }
   | { type: 'invalidated' }
 
+/**
+ * Where other instances keep their bearer. `obtain` returns a shared bearer `accept` takes, or
+ * else the result of `fetch` (which it then shares); it never fails because of itself.
+ */
+export interface SharedBearers {
+  obtain (accept: (bearer: Bearer) => boolean, fetch: () => Promise<Bearer>): Promise<Bearer>
+  /** Mangopay refused `token`: remove it from the shared place, unless it was replaced there. */
+  discard (token: string): void
+}
+
 export interface BearerStoreOptions {
   fetchBearer: () => Promise<BearerGrant>
   clock: Clock
   onEvent?: (event: BearerEvent) => void
+  shared?: SharedBearers | undefined
 }
 
 export const HARD_MARGIN_MS = 30_000
@@ -42,6 +55,13 @@ export const MIN_LIFETIME_S = 60
 export const MAX_LIFETIME_S = 24 * 3600
 const BACKGROUND_RETRY_MIN_MS = 1000
 const BACKGROUND_RETRY_MAX_MS = 30_000
+
+/** From this instant a bearer is refreshed in the background: well before the hard margin. */
+export function refreshAtFor (obtainedAt: number, expiresAt: number): number {
+  const lifetimeMs = expiresAt - obtainedAt
+  const refreshAhead = Math.max(HARD_MARGIN_MS * 2, lifetimeMs * 0.2)
+  return Math.max(obtainedAt + lifetimeMs / 2, expiresAt - refreshAhead)
+}
 
 /** Clamps Mangopay's `expires_in` into a sane lifetime; says whether it had to. */
 export function clampLifetime (expiresIn: unknown): { seconds: number, clamped: boolean } {
@@ -55,7 +75,10 @@ export class BearerStore {
   readonly #fetchBearer: () => Promise<BearerGrant>
   readonly #clock: Clock
   readonly #onEvent: (event: BearerEvent) => void
+  readonly #shared: SharedBearers | undefined
   #bearer: Bearer | undefined
+  /** The last bearer Mangopay refused: never adopted again from the shared place. */
+  #refused: string | undefined
   #inflight: Promise<Bearer> | undefined
   #backgroundFailures = 0
   #nextBackgroundAttemptAt = 0
@@ -64,6 +87,7 @@ export class BearerStore {
     this.#fetchBearer = options.fetchBearer
     this.#clock = options.clock
     this.#onEvent = options.onEvent ?? (() => {})
+    this.#shared = options.shared
   }
 
   /** The bearer to use now; waits only when none is usable. */
@@ -92,6 +116,8 @@ export class BearerStore {
   invalidate (token: string): void {
     if (this.#bearer?.token === token) {
       this.#bearer = undefined
+      this.#refused = token
+      this.#shared?.discard(token)
       this.#onEvent({ type: 'invalidated' })
     }
   }
@@ -103,24 +129,25 @@ export class BearerStore {
 
   #refresh (background: boolean): Promise<Bearer> {
     if (this.#inflight !== undefined) return this.#inflight
-    const requestedAt = this.#clock.now()
-    const inflight = this.#fetchBearer().then(
-      grant => {
+    let fetched: { seconds: number, clamped: boolean } | undefined
+    const fetchNew = async (): Promise<Bearer> => {
+      const requestedAt = this.#clock.now()
+      return await this.#fetchBearer().then(grant => {
         const { seconds, clamped } = clampLifetime(grant.expiresIn)
-        const lifetimeMs = seconds * 1000
+        fetched = { seconds, clamped }
         // Expiry counts from when the request left, not when the answer came back: conservative.
-        const expiresAt = requestedAt + lifetimeMs
-        const refreshAhead = Math.max(HARD_MARGIN_MS * 2, lifetimeMs * 0.2)
-        const bearer: Bearer = {
-          token: grant.accessToken,
-          obtainedAt: requestedAt,
-          expiresAt,
-          refreshAt: Math.max(requestedAt + lifetimeMs / 2, expiresAt - refreshAhead)
-        }
+        const expiresAt = requestedAt + seconds * 1000
+        return { token: grant.accessToken, obtainedAt: requestedAt, expiresAt, refreshAt: refreshAtFor(requestedAt, expiresAt) }
+      })
+    }
+    const obtained = this.#shared === undefined ? fetchNew() : this.#shared.obtain(this.#adoptable(), fetchNew)
+    const inflight = obtained.then(
+      bearer => {
         this.#bearer = bearer
         this.#backgroundFailures = 0
         this.#nextBackgroundAttemptAt = 0
-        this.#onEvent({ type: 'refreshed', background, lifetimeS: seconds, clamped })
+        // A bearer adopted from another instance was not an OAuth call of ours: no event.
+        if (fetched !== undefined) this.#onEvent({ type: 'refreshed', background, lifetimeS: fetched.seconds, clamped: fetched.clamped })
         return bearer
       },
       (error: unknown) => {
@@ -137,5 +164,19 @@ export class BearerStore {
     })
     this.#inflight = inflight
     return inflight
+  }
+
+  /**
+   * Which shared bearer a refresh may adopt instead of calling Mangopay. Replacing a bearer
+   * that still serves (refresh ahead, key rotation) takes only a newer, still-fresh one;
+   * otherwise any usable bearer will do, except the one Mangopay just refused.
+   */
+  #adoptable (): (candidate: Bearer) => boolean {
+    const held = this.peek()
+    return candidate => {
+      const now = this.#clock.now()
+      if (now >= candidate.expiresAt - HARD_MARGIN_MS || candidate.token === this.#refused) return false
+      return held === undefined || (candidate.token !== held.token && now < candidate.refreshAt)
+    }
   }
 }

@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici'
+import type { Redis } from 'ioredis'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../clock.js'
@@ -11,6 +12,7 @@ import { RetryBudget, RetryPolicy, type RetryReason, type RetrySkipped } from '.
 import { EmbeddedTokenReuse } from './token-reuse.js'
 import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.js'
 import type { QuotaTracker } from './quota.js'
+import { RedisSharedBearers } from './shared-bearer.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
@@ -45,6 +47,8 @@ export interface MangopayClientOptions {
   /** Keeps the platform's share of Mangopay's quota: consulted before, and fed after, every call. */
   quota: QuotaTracker
   onCallEvent?: (event: CallEvent) => void
+  /** REDIS_URL: the bearer (encrypted with a key derived from the API key) is shared by every instance. */
+  redis?: Redis | undefined
 }
 
 export interface CallOptions {
@@ -90,6 +94,7 @@ export class MangopayClient {
   readonly #reuse: EmbeddedTokenReuse | undefined
   readonly #onCallEvent: NonNullable<MangopayClientOptions['onCallEvent']>
   #basicCredentials: string
+  readonly #sharedBearers: RedisSharedBearers | undefined
 
   constructor (options: MangopayClientOptions) {
     this.#config = options.config
@@ -111,8 +116,12 @@ export class MangopayClient {
     this.#retry = new RetryPolicy({ maxRetries: options.config.retries, budget: new RetryBudget() })
     this.#reuse = options.config.reuseMinTtlS > 0 ? new EmbeddedTokenReuse({ clock: options.clock, minTtlS: options.config.reuseMinTtlS }) : undefined
     this.#basicCredentials = Buffer.from(`${options.config.clientId}:${options.config.apiKey}`).toString('base64')
+    this.#sharedBearers = options.redis === undefined
+      ? undefined
+      : new RedisSharedBearers({ redis: options.redis, clock: options.clock, log: options.logger, clientId: options.config.clientId, baseUrl: options.config.baseUrl, apiKey: options.config.apiKey, timeoutMs: options.config.timeoutMs })
     this.bearers = new BearerStore({
       clock: options.clock,
+      shared: this.#sharedBearers,
       fetchBearer: async () => await this.#fetchBearer(),
       onEvent: event => {
         this.#logBearerEvent(event)
@@ -124,6 +133,7 @@ export class MangopayClient {
   /** Key rotation: the next bearer is fetched with this key; the current one serves until then. */
   setApiKey (apiKey: string): void {
     this.#basicCredentials = Buffer.from(`${this.#config.clientId}:${apiKey}`).toString('base64')
+    this.#sharedBearers?.setApiKey(apiKey)
   }
 
   /**

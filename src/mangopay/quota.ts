@@ -30,6 +30,8 @@ export interface QuotaSnapshot {
 export type QuotaEvent =
   | { type: 'blocked', until: number, reason: 'reserve' | 'rate_limited', windows: QuotaWindow[] }
   | { type: 'updated', windows: QuotaWindow[] }
+  /** A block already in force now lasts longer (shared with the other instances, REDIS_URL). */
+  | { type: 'extended', until: number, reason: 'reserve' | 'rate_limited' }
 
 /** When a 429 carries no usable reset time, wait this long (Mangopay's shortest window is 15 min; be modest). */
 const DEFAULT_429_BLOCK_MS = 60_000
@@ -101,6 +103,17 @@ export class QuotaTracker {
     if (atReserve.length > 0) this.#block(Math.max(...atReserve.map(w => w.resetAt)), 'reserve', now)
   }
 
+  /**
+   * A block another instance published (REDIS_URL): applied like one of ours, without an event
+   * (it is not ours to publish again). True when it paused or lengthened the pause here.
+   */
+  adoptBlock (until: number, reason: 'reserve' | 'rate_limited'): boolean {
+    if (until <= this.#clock.now() || until <= this.#blockedUntil) return false
+    this.#blockedUntil = until
+    this.#blockReason = reason
+    return true
+  }
+
   snapshot (): QuotaSnapshot {
     const now = this.#clock.now()
     const snapshot: QuotaSnapshot = { reserve: this.#reserve, windows: this.#windows.filter(w => w.resetAt > now) }
@@ -111,10 +124,12 @@ export class QuotaTracker {
   #block (until: number, reason: 'reserve' | 'rate_limited', now: number): void {
     if (until <= now) return
     const wasBlocked = now < this.#blockedUntil
+    const extended = wasBlocked && until > this.#blockedUntil
     if (!wasBlocked || until > this.#blockedUntil) {
       this.#blockedUntil = until
       this.#blockReason = reason
     }
     if (!wasBlocked) this.#onEvent({ type: 'blocked', until, reason, windows: this.#windows })
+    else if (extended) this.#onEvent({ type: 'extended', until, reason })
   }
 }

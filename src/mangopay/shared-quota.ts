@@ -1,0 +1,102 @@
+import type { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Clock } from '../clock.js'
+import type { QuotaTracker } from './quota.js'
+
+/**
+ * The quota view shared by every instance (SPEC §5, REDIS_URL): when one instance stops calling
+ * Mangopay (reserve reached, or a 429), it publishes until when and why; every instance reads
+ * that on a short timer and stops too, so none calls Mangopay until the window resets. The
+ * tracker stays synchronous: it only ever reads its local copy.
+ */
+
+type BlockReason = 'reserve' | 'rate_limited'
+
+const DEFAULT_SYNC_INTERVAL_MS = 1000
+
+// Keeps the later of two blocks: a shorter one published afterwards must not shorten the pause.
+const PUBLISH_BLOCK = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local blocked = tonumber(string.match(current, '^(%d+)'))
+  if blocked and blocked >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+return 1
+`
+
+interface PublishBlock {
+  brokerQuotaBlock (key: string, until: string, reason: BlockReason, ttlMs: string): Promise<number>
+}
+
+export interface SharedQuotaViewOptions {
+  /** The app's client: REDIS_KEY_PREFIX is its keyPrefix. */
+  redis: Redis
+  clock: Clock
+  log: FastifyBaseLogger
+  /** `sharedStateScope(clientId, baseUrl)`: Mangopay's quota is per Client ID and environment. */
+  scope: string
+  intervalMs?: number
+}
+
+export class SharedQuotaView {
+  readonly #redis: Redis & PublishBlock
+  readonly #clock: Clock
+  readonly #log: FastifyBaseLogger
+  readonly #key: string
+  readonly #intervalMs: number
+  #timer: NodeJS.Timeout | undefined
+  #syncing = false
+
+  constructor (options: SharedQuotaViewOptions) {
+    if (!('brokerQuotaBlock' in options.redis)) {
+      options.redis.defineCommand('brokerQuotaBlock', { numberOfKeys: 1, lua: PUBLISH_BLOCK })
+    }
+    this.#redis = options.redis as Redis & PublishBlock
+    this.#clock = options.clock
+    this.#log = options.log
+    this.#key = `quota:blocked:${options.scope}`
+    this.#intervalMs = options.intervalMs ?? DEFAULT_SYNC_INTERVAL_MS
+  }
+
+  /** A block this instance decided: every instance pauses until `until`. Best effort. */
+  publish (until: number, reason: BlockReason): void {
+    const ttlMs = Math.ceil(until - this.#clock.now())
+    if (ttlMs <= 0) return
+    this.#redis.brokerQuotaBlock(this.#key, String(Math.ceil(until)), reason, String(ttlMs)).catch((err: unknown) => {
+      this.#log.warn({ redis: { error: (err as NodeJS.ErrnoException)?.code ?? 'error' } }, 'the Mangopay quota pause could not be shared with the other instances')
+    })
+  }
+
+  /** Applies the blocks other instances publish to `quota`, every interval until `stop()`. */
+  follow (quota: QuotaTracker): void {
+    this.stop()
+    this.#timer = setInterval(() => { this.sync(quota).catch(() => {}) }, this.#intervalMs)
+    this.#timer.unref()
+  }
+
+  stop (): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  /** One read of the shared view. Redis trouble leaves the local view as it is (it is logged by the client). */
+  async sync (quota: QuotaTracker): Promise<void> {
+    if (this.#syncing) return
+    this.#syncing = true
+    try {
+      const raw = await this.#redis.get(this.#key)
+      const match = raw === null ? null : /^(\d+) (reserve|rate_limited)$/.exec(raw)
+      if (match === null) return
+      const until = Number(match[1])
+      const reason = match[2] as BlockReason
+      if (quota.adoptBlock(until, reason)) {
+        this.#log.warn({ quota: { until: new Date(until).toISOString(), reason, source: 'shared' } }, 'Mangopay quota guard: another instance paused calls until the window resets')
+      }
+    } catch {
+      // Unreachable Redis: the local view keeps working on its own.
+    } finally {
+      this.#syncing = false
+    }
+  }
+}
