@@ -59,6 +59,23 @@ export function tokenFingerprint (token: string): string {
   return createHash('sha256').update(token).digest('base64url').slice(0, 12)
 }
 
+/**
+ * Runs `work` under the request's overall deadline. Unlike AbortSignal.timeout(), the timer is
+ * cleared as soon as the answer is in: otherwise every request leaves a timer that fires
+ * MANGOPAY_TIMEOUT_MS later and builds a DOMException for nobody (~5 % of a busy broker's CPU in
+ * the benchmark's profile).
+ */
+async function withinTimeout<T> (timeoutMs: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const deadline = new AbortController()
+  // Named like AbortSignal.timeout()'s reason: the Mangopay client maps it to upstream_timeout.
+  const timer = setTimeout(() => deadline.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), timeoutMs)
+  try {
+    return await work(deadline.signal)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
   const { client, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
   const environment = mangopay.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
@@ -92,10 +109,10 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
   async function issue (kind: EmbeddedKind, request: FastifyRequest): Promise<TokenResponseBody> {
     if (request.tokenContext === null) throw new BrokerError('internal_error', 'The request was not authorised.')
     const { session, userId } = request.tokenContext
-    const token = await client.mintEmbeddedToken(kind, userId, {
-      signal: AbortSignal.timeout(mangopay.timeoutMs),
+    const token = await withinTimeout(mangopay.timeoutMs, async signal => await client.mintEmbeddedToken(kind, userId, {
+      signal,
       log: request.log
-    })
+    }))
     const response = toResponse(token, userId)
     request.log.info({
       audit: {
