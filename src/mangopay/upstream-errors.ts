@@ -50,16 +50,14 @@ export function parseUpstreamError (endpoint: MangopayEndpoint, status: number, 
 /**
  * Maps a Mangopay error answer to the SPEC §2 code the browser sees. 401 on an embedded
  * endpoint is handled before this (one re-authentication); reaching here with it means the
- * broker's credentials are refused.
+ * broker's credentials are refused. A 429 never reaches here: the quota tracker turns it into
+ * `upstream_unavailable` with the window's Retry-After as soon as it is observed.
  */
-export function errorForUpstreamStatus (info: UpstreamErrorInfo, retryAfterS?: number): BrokerError {
+export function errorForUpstreamStatus (info: UpstreamErrorInfo): BrokerError {
   const logFields = { mangopay: info }
   const { status } = info
   if (status === 401 || status === 403 || (info.endpoint === 'oauth' && status === 400)) {
     return new BrokerError('upstream_auth_failed', 'Mangopay rejected the broker\'s credentials; the platform must check its Mangopay configuration.', { logFields })
-  }
-  if (status === 429) {
-    return new BrokerError('upstream_unavailable', 'Mangopay\'s rate limit is reached; try again later.', { logFields, retryAfterS: retryAfterS ?? 60 })
   }
   if (status >= 300 && status < 400) {
     return new BrokerError('upstream_error', 'Mangopay answered with a redirect, which the broker does not follow.', { logFields })
