@@ -3,12 +3,12 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
-import { REDACT_PATHS } from '../src/logging.js'
+import { createLogger } from '../src/logging.js'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../src/emulator/index.js'
 
 /** The tap test object, as much of it as the helpers need. */
@@ -67,7 +67,7 @@ export interface LogCapture {
   text: () => string
 }
 
-/** A real pino logger, with the broker's redaction, writing into memory. */
+/** The broker's own logger (same redaction, same format), writing into memory. */
 export function captureLogs (level = 'debug'): LogCapture {
   const chunks: string[] = []
   const stream = new Writable({
@@ -76,7 +76,7 @@ export function captureLogs (level = 'debug'): LogCapture {
       callback()
     }
   })
-  const logger = pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, stream)
+  const logger = createLogger(level, stream)
   return {
     logger,
     text: () => chunks.join(''),
@@ -197,13 +197,14 @@ export interface ServerProcess {
 }
 
 /**
- * The real server (`src/server.ts`) as a child process with exactly `env` (plus PATH and HOME),
+ * The real server (`src/server.ts`) as a child process with exactly `env` (plus PATH and HOME;
+ * undefined values are left out, so `baseEnv(url, { MANGOPAY_API_KEY: undefined })` unsets one),
  * its output collected; killed on teardown if still running.
  */
-export function spawnServer (t: TestContext, env: Record<string, string>): ServerProcess {
+export function spawnServer (t: TestContext, env: Record<string, string | undefined>): ServerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: join(import.meta.dirname, '..'),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    env: Object.fromEntries(Object.entries({ PATH: process.env.PATH, HOME: process.env.HOME, ...env }).filter(([, v]) => v !== undefined)),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>

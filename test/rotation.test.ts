@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import {
-  API_KEY, AUDIENCE, buildTestApp, CLIENT_ID, ISSUER, post, RSA_PUBLIC_PEM, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
+  API_KEY, baseEnv, buildTestApp, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
 } from './helpers.js'
 
 /**
@@ -127,19 +127,14 @@ t.test('a real SIGHUP to the server process: rotated, and the process keeps serv
   const emulator = await startTestEmulator(t)
   const keyFile = join(tempDir(t), 'mangopay-api-key')
   writeFileSync(keyFile, API_KEY)
-  const server = spawnServer(t, {
+  const server = spawnServer(t, baseEnv(emulator.url, {
     HOST: '127.0.0.1',
     PORT: '0',
     LOG_LEVEL: 'info',
     SHUTDOWN_DELAY_MS: '0',
-    MANGOPAY_BASE_URL: emulator.url,
-    MANGOPAY_CLIENT_ID: CLIENT_ID,
-    MANGOPAY_API_KEY_FILE: keyFile,
-    AUTH_MODE: 'jwt',
-    AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
-    AUTH_ISSUER: ISSUER,
-    AUTH_AUDIENCE: AUDIENCE
-  })
+    MANGOPAY_API_KEY: undefined,
+    MANGOPAY_API_KEY_FILE: keyFile
+  }))
   const { child } = server
   const exited = server.exited
   const logged = (msg: string) => () => {

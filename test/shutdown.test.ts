@@ -4,8 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import {
-  API_KEY, AUDIENCE, CLIENT_ID, ISSUER, RSA_PUBLIC_PEM, USER_A,
-  assertNoSecrets, assertProblem, startTestEmulator, tokenFor, spawnServer
+  USER_A, assertNoSecrets, assertProblem, baseEnv, startTestEmulator, tokenFor, spawnServer
 } from './helpers.js'
 
 /**
@@ -44,20 +43,13 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   const agent = new Agent()
   t.teardown(async () => await agent.close())
 
-  const server = spawnServer(t, {
+  const server = spawnServer(t, baseEnv(emulator.url, {
     HOST: '127.0.0.1',
     PORT: String(port),
     LOG_LEVEL: 'info',
     SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
-    MANGOPAY_BASE_URL: emulator.url,
-    MANGOPAY_CLIENT_ID: CLIENT_ID,
-    MANGOPAY_API_KEY: API_KEY,
-    MANGOPAY_TIMEOUT_MS: '15000',
-    AUTH_MODE: 'jwt',
-    AUTH_JWT_PUBLIC_KEY: RSA_PUBLIC_PEM,
-    AUTH_ISSUER: ISSUER,
-    AUTH_AUDIENCE: AUDIENCE
-  })
+    MANGOPAY_TIMEOUT_MS: '15000'
+  }))
   const { child } = server
   const exited = server.exited
 
