@@ -188,20 +188,22 @@ async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOption
   app.decorate('metrics', metrics)
   const refusedCodes = new WeakMap<FastifyRequest, string>()
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (reply.statusCode >= 400 && TOKEN_ROUTES[request.routeOptions.url ?? ''] !== undefined) {
       refusedCodes.set(request, problemCode(payload))
     }
-    return payload
+    done(null, payload)
   })
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.httpDuration.observe({ method: request.method, route, status_class: `${Math.floor(reply.statusCode / 100)}xx` }, reply.elapsedTime / 1000)
     const kind = TOKEN_ROUTES[route]
-    if (kind === undefined) return
-    if (reply.statusCode === 200) metrics.tokensIssued.inc({ kind })
-    else if (reply.statusCode >= 400) metrics.tokensRefused.inc({ kind, code: refusedCodes.get(request) ?? 'unknown' })
+    if (kind !== undefined) {
+      if (reply.statusCode === 200) metrics.tokensIssued.inc({ kind })
+      else if (reply.statusCode >= 400) metrics.tokensRefused.inc({ kind, code: refusedCodes.get(request) ?? 'unknown' })
+    }
+    done()
   })
 
   if (options.port === undefined) {

@@ -53,11 +53,11 @@ async function browserTests (): Promise<void> {
   const minted = () => emulator.control.minted
   const mintedTokens = () => minted().map(m => m.token)
 
-  /** Requests that reached the broker, from its own request log. */
+  /** Requests the broker answered, from its access log. */
   function brokerRequests (method: string, url: string): number {
     return logs.lines().filter(line => {
       const req = line.req as { method?: string, url?: string } | undefined
-      return line.msg === 'incoming request' && req?.method === method && req.url === url
+      return line.msg === 'request completed' && req?.method === method && req.url === url
     }).length
   }
 

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { BrokerError } from '../src/errors.js'
 import { TransportError, type UpstreamResponse } from '../src/mangopay/http.js'
+import { Deadline } from '../src/mangopay/deadline.js'
 import { backoffDelayMs, MIN_ATTEMPT_MS, RetryBudget, RetryPolicy, type RetrySkipped } from '../src/mangopay/retry.js'
 import type { Fault, FaultTarget } from '../src/emulator/index.js'
 import { buildTestApp, post, tokenFor, USER_A, type TestApp } from './helpers.js'
@@ -35,7 +36,7 @@ function policy (options: { maxRetries?: number, budget?: RetryBudget } = {}): R
   return new RetryPolicy({ maxRetries: options.maxRetries ?? 2, budget: options.budget ?? new RetryBudget(), baseDelayMs: 1, random: () => 0.5 })
 }
 
-const roomy = () => ({ signal: new AbortController().signal, deadlineAt: performance.now() + 60_000 })
+const roomy = () => ({ deadline: new Deadline(60_000) })
 
 t.test('policy: what is retried and what is not', async t => {
   const cases: Array<[string, Array<UpstreamResponse | Error>, number, number | string]> = [
@@ -66,21 +67,21 @@ t.test('policy: what is retried and what is not', async t => {
 t.test('policy: no attempt starts that could not finish before the deadline', async t => {
   const skipped: RetrySkipped[] = []
   const { attempt, calls } = scripted([ok(503), ok(200)])
-  const res = await policy().run(attempt, { signal: new AbortController().signal, deadlineAt: performance.now() + MIN_ATTEMPT_MS - 1, onSkipped: why => skipped.push(why) })
+  const res = await policy().run(attempt, { deadline: new Deadline(MIN_ATTEMPT_MS - 1), onSkipped: why => skipped.push(why) })
   t.equal(res.status, 503, 'the failure is returned as it is')
   t.equal(calls(), 1)
   t.same(skipped, ['deadline'])
 })
 
 t.test('policy: the request deadline cuts a backoff short', async t => {
-  const controller = new AbortController()
+  const deadline = new Deadline(10 * 60_000)
   const { attempt, calls } = scripted([ok(503), ok(200)])
   const slow = new RetryPolicy({ maxRetries: 2, budget: new RetryBudget(), baseDelayMs: 60_000, random: () => 0.99 })
-  const running = slow.run(attempt, { signal: controller.signal, deadlineAt: performance.now() + 10 * 60_000 })
+  const running = slow.run(attempt, { deadline })
   // Once the first attempt has failed and the (one-minute) backoff has begun.
   while (calls() === 0) await new Promise(resolve => setImmediate(resolve))
   await new Promise(resolve => setTimeout(resolve, 20))
-  controller.abort(new DOMException('deadline', 'TimeoutError'))
+  deadline.abort(new DOMException('deadline', 'TimeoutError'))
   await t.rejects(running, { code: 'upstream_timeout' })
   t.equal(calls(), 1)
 })

@@ -92,15 +92,21 @@ export class BearerStore {
 
   /** The bearer to use now; waits only when none is usable. */
   async current (): Promise<string> {
+    return this.usable() ?? (await this.#refresh(false)).token
+  }
+
+  /**
+   * The bearer to use now if one is usable, without waiting (undefined: call `current()`). Past
+   * its refresh point it still serves while a background refresh starts.
+   */
+  usable (): string | undefined {
     const now = this.#clock.now()
     const bearer = this.#bearer
-    if (bearer !== undefined && now < bearer.expiresAt - HARD_MARGIN_MS) {
-      if (now >= bearer.refreshAt && this.#inflight === undefined && now >= this.#nextBackgroundAttemptAt) {
-        this.#refresh(true).catch(() => {}) // reported through onEvent; the current bearer keeps serving
-      }
-      return bearer.token
+    if (bearer === undefined || now >= bearer.expiresAt - HARD_MARGIN_MS) return undefined
+    if (now >= bearer.refreshAt && this.#inflight === undefined && now >= this.#nextBackgroundAttemptAt) {
+      this.#refresh(true).catch(() => {}) // reported through onEvent; the current bearer keeps serving
     }
-    return (await this.#refresh(false)).token
+    return bearer.token
   }
 
   /** The usable bearer held now, if any (readiness). */

@@ -14,6 +14,7 @@ import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.j
 import type { QuotaTracker } from './quota.js'
 import { RedisSharedBearers } from './shared-bearer.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
+import { Deadline, withinDeadline } from './deadline.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
 
@@ -52,29 +53,12 @@ export interface MangopayClientOptions {
 }
 
 export interface CallOptions {
-  /** The browser request's overall deadline. */
-  signal: AbortSignal
+  /** The browser request's overall deadline: no retry starts that cannot finish before it. */
+  deadline: Deadline
   log: FastifyBaseLogger
-  /** `performance.now()` instant of that deadline, so no retry starts that cannot finish; default now + MANGOPAY_TIMEOUT_MS. */
-  deadlineAt?: number
 }
 
 const USER_AGENT = 'mangopay-token-broker/0.1'
-
-/** Waits for `promise`, but gives up when `signal` aborts (the promise itself goes on for others). */
-async function withinDeadline<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) throw new BrokerError('upstream_timeout', 'Mangopay did not answer in time.')
-  let onAbort: () => void = () => {}
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(new BrokerError('upstream_timeout', 'Mangopay did not answer in time.'))
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([promise, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
-}
 
 /**
  * The Mangopay side of the broker: the only holder of the API key. It keeps one bearer alive
@@ -141,24 +125,24 @@ export class MangopayClient {
    * long enough or being minted for the same user and kind.
    */
   async mintEmbeddedToken (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
-    const call = { ...options, deadlineAt: options.deadlineAt ?? performance.now() + this.#config.timeoutMs }
-    if (this.#reuse === undefined) return await this.#mint(kind, userId, call)
-    return await withinDeadline(this.#reuse.get(kind, userId, async () => await this.#mint(kind, userId, call)), options.signal)
+    if (this.#reuse === undefined) return await this.#mint(kind, userId, options)
+    return await withinDeadline(this.#reuse.get(kind, userId, async () => await this.#mint(kind, userId, options)), options.deadline)
   }
 
   /**
    * A 401 drops the bearer, re-authenticates once and retries once; a second 401 is
    * `upstream_auth_failed`. Never a loop.
    */
-  async #mint (kind: EmbeddedKind, userId: string, options: CallOptions & { deadlineAt: number }): Promise<EmbeddedToken> {
+  async #mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
     const body = JSON.stringify({ clientId: this.#config.clientId, claims: { userId } })
-    let bearer = await withinDeadline(this.bearers.current(), options.signal)
+    // Nearly always a bearer is held: no waiting, no race with the deadline.
+    let bearer = this.bearers.usable() ?? await withinDeadline(this.bearers.current(), options.deadline)
     let sentAt = this.#clock.now()
     let response = await this.#postEmbedded(kind, bearer, body, options)
     if (response.status === 401) {
       options.log.warn({ mangopay: parseUpstreamError(kind, 401, response.text) }, 'Mangopay refused the bearer; re-authenticating once')
       this.bearers.invalidate(bearer)
-      bearer = await withinDeadline(this.bearers.current(), options.signal)
+      bearer = await withinDeadline(this.bearers.current(), options.deadline)
       sentAt = this.#clock.now()
       response = await this.#postEmbedded(kind, bearer, body, options)
     }
@@ -178,23 +162,27 @@ export class MangopayClient {
     }
   }
 
-  async #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, options: { signal: AbortSignal, deadlineAt: number }): Promise<UpstreamResponse> {
+  async #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, options: CallOptions): Promise<UpstreamResponse> {
     return await this.#post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
       authorization: `Bearer ${bearer}`,
       'content-type': 'application/json',
       accept: 'application/json'
-    }, body, options.signal, options.deadlineAt)
+    }, body, options.deadline)
   }
 
   async #fetchBearer (): Promise<BearerGrant> {
     // Shared by every waiter, so it has its own deadline rather than any one request's.
-    const signal = AbortSignal.timeout(this.#config.timeoutMs)
-    const deadlineAt = performance.now() + this.#config.timeoutMs
-    const response = await this.#post('oauth', '/v2.01/oauth/token', {
-      authorization: `Basic ${this.#basicCredentials}`,
-      'content-type': 'application/x-www-form-urlencoded',
-      accept: 'application/json'
-    }, 'grant_type=client_credentials', signal, deadlineAt)
+    const deadline = new Deadline(this.#config.timeoutMs)
+    let response: UpstreamResponse
+    try {
+      response = await this.#post('oauth', '/v2.01/oauth/token', {
+        authorization: `Basic ${this.#basicCredentials}`,
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json'
+      }, 'grant_type=client_credentials', deadline)
+    } finally {
+      deadline.dispose()
+    }
     if (response.status !== 200) {
       const error = this.#upstreamError('oauth', response)
       this.#logger.error({ mangopay: error.logFields?.mangopay }, 'Mangopay OAuth token request failed')
@@ -208,10 +196,9 @@ export class MangopayClient {
   }
 
   /** The one way to Mangopay: every call gets the retry policy, and every attempt the guards. */
-  async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal, deadlineAt: number): Promise<UpstreamResponse> {
-    return await this.#retry.run(async () => await this.#attempt(endpoint, path, headers, body, signal), {
-      signal,
-      deadlineAt,
+  async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
+    return await this.#retry.run(async () => await this.#attempt(endpoint, path, headers, body, deadline), {
+      deadline,
       onRetry: (retry, reason, delayMs) => {
         this.#logger.warn({ mangopay: { endpoint, retry, reason, delayMs } }, 'retrying a failed Mangopay call')
         this.#onCallEvent({ type: 'retry', endpoint, reason })
@@ -224,7 +211,7 @@ export class MangopayClient {
   }
 
   /** One attempt. The quota guard and the circuit may refuse it before Mangopay is called. */
-  async #attempt (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #attempt (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
     this.quota.assertCallAllowed()
     const permit = this.#admit(endpoint)
     const started = performance.now()
@@ -235,7 +222,7 @@ export class MangopayClient {
         path: this.#basePath + path,
         headers: { ...headers, 'user-agent': USER_AGENT },
         body,
-        signal
+        deadline
       })
     } catch (err) {
       const transport = err instanceof TransportError

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
 import type { MangopayEndpoint } from './upstream-errors.js'
 import { readBounded } from '../http/read-bounded.js'
+import type { Deadline } from './deadline.js'
 
 /**
  * The one connection pool to Mangopay, owned by the app (never the global dispatcher), and
@@ -47,7 +48,7 @@ export interface UpstreamRequest {
   path: string
   headers: Record<string, string>
   body: string
-  signal: AbortSignal
+  deadline: Deadline
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -64,10 +65,10 @@ export class TransportError extends BrokerError {
 }
 
 /** Turns a transport failure into the code the browser sees; the cause stays in the logs only. */
-export function networkError (endpoint: MangopayEndpoint, err: unknown, signal: AbortSignal): BrokerError {
+export function networkError (endpoint: MangopayEndpoint, err: unknown, deadline: Deadline): BrokerError {
   const code = (err as { code?: string }).code
   const logFields = { mangopay: { endpoint, network: code ?? (err as Error).name } }
-  if ((signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError') || (code !== undefined && TIMEOUT_CODES.has(code))) {
+  if (deadline.timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) {
     return new TransportError('upstream_timeout', 'Mangopay did not answer in time.', logFields.mangopay.network, { cause: err, logFields })
   }
   return new TransportError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', logFields.mangopay.network, { cause: err, logFields, retryAfterS: 5 })
@@ -80,13 +81,13 @@ export async function postToMangopay (pool: Dispatcher, request: UpstreamRequest
       path: request.path,
       headers: request.headers,
       body: request.body,
-      signal: request.signal
+      signal: request.deadline
     })
     const text = await readBounded(response.body, MAX_BODY_BYTES)
     if (text === undefined) throw new BrokerError('upstream_error', 'Mangopay answered with an oversized response.')
     return { status: response.statusCode, headers: response.headers, text }
   } catch (err) {
     if (err instanceof BrokerError) throw err
-    throw networkError(request.endpoint, err, request.signal)
+    throw networkError(request.endpoint, err, request.deadline)
   }
 }

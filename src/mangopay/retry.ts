@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { BrokerError } from '../errors.js'
+import { sleepWithin, type Deadline } from './deadline.js'
 import { TransportError, type UpstreamResponse } from './http.js'
 
 /**
@@ -67,9 +67,8 @@ export type RetryReason = 'network' | `status_${number}`
 export type RetrySkipped = 'budget' | 'deadline' | 'max'
 
 export interface RetryContext {
-  signal: AbortSignal
-  /** `performance.now()` instant by which the caller needs an answer. */
-  deadlineAt: number
+  /** By when the caller needs an answer (`deadline.at`), and its abort. */
+  deadline: Deadline
   onRetry?: (retry: number, reason: RetryReason, delayMs: number) => void
   onSkipped?: (why: RetrySkipped, reason: RetryReason) => void
 }
@@ -115,7 +114,7 @@ export class RetryPolicy {
       }
       ctx.onRetry?.(retry, reason, delayMs)
       try {
-        await sleep(delayMs, undefined, { signal: ctx.signal })
+        await sleepWithin(delayMs, ctx.deadline)
       } catch {
         throw new BrokerError('upstream_timeout', 'Mangopay did not answer in time.', { cause: error })
       }
@@ -129,7 +128,7 @@ export class RetryPolicy {
 
   #skipReason (retry: number, delayMs: number, ctx: RetryContext): RetrySkipped | undefined {
     if (retry > this.#maxRetries) return 'max'
-    if (ctx.signal.aborted || ctx.deadlineAt - performance.now() - delayMs < MIN_ATTEMPT_MS) return 'deadline'
+    if (ctx.deadline.aborted || ctx.deadline.at - performance.now() - delayMs < MIN_ATTEMPT_MS) return 'deadline'
     // Last: a retry that is not made must not spend the budget.
     if (!this.#budget.tryWithdraw()) return 'budget'
     return undefined

@@ -1,0 +1,80 @@
+import { EventEmitter } from 'node:events'
+import { BrokerError } from '../errors.js'
+
+/**
+ * A request's overall deadline for its Mangopay work: it aborts on its own when time is up
+ * (reason: a DOMException named TimeoutError, like `AbortSignal.timeout()`'s) or when `abort()`
+ * is called. It is what undici receives as `signal`, which may be an EventEmitter as well as an
+ * AbortSignal: an AbortController, its timer and its listeners cost about 10 µs per request in
+ * Node 20, this under 1 µs. The timer is cleared by `dispose()` as soon as the answer is in,
+ * so a busy broker does not leave one timer per request behind.
+ */
+export class Deadline extends EventEmitter<{ abort: [] }> {
+  /** `performance.now()` instant at which the deadline passes. */
+  readonly at: number
+  aborted = false
+  reason: unknown = undefined
+  readonly #timer: NodeJS.Timeout
+
+  constructor (timeoutMs: number) {
+    super()
+    this.at = performance.now() + timeoutMs
+    // Unref'd: a deadline nobody waits on any more must not keep the process alive.
+    this.#timer = setTimeout(() => this.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), timeoutMs).unref()
+  }
+
+  abort (reason: unknown = new DOMException('This operation was aborted', 'AbortError')): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    clearTimeout(this.#timer)
+    this.emit('abort')
+  }
+
+  /** Clears the timer: the work is over, nothing will wait on this deadline again. */
+  dispose (): void {
+    clearTimeout(this.#timer)
+  }
+
+  /** True when the deadline aborted because its time was up. */
+  get timedOut (): boolean {
+    return this.aborted && (this.reason as Error | undefined)?.name === 'TimeoutError'
+  }
+}
+
+/** Runs `work` under a new deadline of `timeoutMs`, cleared as soon as the work settles. */
+export async function withDeadline<T> (timeoutMs: number, work: (deadline: Deadline) => Promise<T>): Promise<T> {
+  const deadline = new Deadline(timeoutMs)
+  try {
+    return await work(deadline)
+  } finally {
+    deadline.dispose()
+  }
+}
+
+const timedOut = (): BrokerError => new BrokerError('upstream_timeout', 'Mangopay did not answer in time.')
+
+/** Waits for `promise`, but gives up with `upstream_timeout` when `deadline` aborts (the promise itself goes on for others). */
+export async function withinDeadline<T> (promise: Promise<T>, deadline: Deadline): Promise<T> {
+  if (deadline.aborted) throw timedOut()
+  let onAbort: () => void = () => {}
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(timedOut())
+    deadline.once('abort', onAbort)
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    deadline.removeListener('abort', onAbort)
+  }
+}
+
+/** Sleeps `ms`; rejects with `upstream_timeout` as soon as `deadline` aborts. */
+export async function sleepWithin (ms: number, deadline: Deadline): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await withinDeadline(new Promise<void>(resolve => { timer = setTimeout(resolve, ms) }), deadline)
+  } finally {
+    clearTimeout(timer)
+  }
+}
