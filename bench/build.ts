@@ -33,6 +33,17 @@ export async function buildBroker (root: string, outDir: string): Promise<BuildO
 }
 
 /**
+ * The `node` flags the broker is deployed with: those of `npm start` (package.json), which the
+ * Dockerfile's CMD repeats (test/deploy.test.ts checks they agree).
+ */
+export async function deployedNodeFlags (root: string): Promise<string[]> {
+  const { scripts } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } }
+  const words = (scripts?.start ?? '').split(/\s+/)
+  if (words[0] !== 'node') throw new Error(`the start script does not run node: ${JSON.stringify(scripts?.start)}`)
+  return words.slice(1).filter((word) => word.startsWith('--'))
+}
+
+/**
  * Type-strips a bench helper to `outDir/<name>.mjs`, so it runs under plain `node`: under tsx,
  * source maps would be enabled for the whole process, which is not how the broker is deployed.
  */

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { buildBroker, transpileHelper } from './build.js'
+import { buildBroker, deployedNodeFlags, transpileHelper } from './build.js'
 import { loadBenchConfig, type BenchConfig } from './config.js'
 import { readCalls, resetCounters, type UpstreamCalls } from './emulator-control.js'
 import { AUDIENCE, ISSUER, createSigningKey, signUserJwts, startJwksServer, type JwksServer } from './jwks.js'
@@ -77,6 +77,8 @@ async function countAuditLines (file: string): Promise<number> {
 interface Setup {
   brokerEntry: string
   brokerHelper: string
+  /** `node` flags of `npm start` and the Dockerfile: the broker runs as deployed. */
+  brokerNodeFlags: string[]
   baselineHelper: string
   jwks: JwksServer
   emulator: Proc
@@ -107,7 +109,7 @@ class BrokerRun {
     this.proc = await startListeningProcess({
       name: `broker (${this.label})`,
       cwd: ROOT,
-      nodeArgs: ['--expose-gc', ...config.brokerNodeArgs, ...profile, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
+      nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...config.brokerNodeArgs, ...profile, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
       env: {
         BENCH_BROKER_ENTRY: entry,
         NODE_ENV: 'production',
@@ -256,12 +258,13 @@ async function startBaseline (setup: Setup): Promise<Proc> {
   }, port)
 }
 
-function describeBroker (): string {
-  if (config.brokerEntry !== undefined) return `${config.brokerEntry}, run with plain \`node\``
-  return config.brokerBuild === 'dist' ? 'src/ compiled with tsconfig.build.json, run with plain `node` (as deployed)' : 'src/ under tsx'
+function describeBroker (flags: readonly string[]): string {
+  const node = `\`${['node', ...flags, ...config.brokerNodeArgs].join(' ')}\``
+  if (config.brokerEntry !== undefined) return `${config.brokerEntry}, run with ${node}`
+  return config.brokerBuild === 'dist' ? `src/ compiled with tsconfig.build.json, run with ${node} (as deployed: the flags of \`npm start\` and the Dockerfile)` : `src/ under tsx, with ${node}`
 }
 
-interface Prepared { brokerEntry: string, brokerHelper: string, baselineHelper: string, signWorker: string, warnings: string }
+interface Prepared { brokerEntry: string, brokerHelper: string, brokerNodeFlags: string[], baselineHelper: string, signWorker: string, warnings: string }
 
 async function prepare (cfg: BenchConfig): Promise<Prepared> {
   await mkdir(OUT, { recursive: true })
@@ -272,7 +275,7 @@ async function prepare (cfg: BenchConfig): Promise<Prepared> {
   const brokerHelper = await transpileHelper(join(ROOT, 'bench', 'broker-process.ts'), helpers)
   const baselineHelper = await transpileHelper(join(ROOT, 'bench', 'baseline.ts'), helpers)
   const signWorker = await transpileHelper(join(ROOT, 'bench', 'sign-worker.ts'), helpers)
-  const common = { brokerHelper, baselineHelper, signWorker }
+  const common = { brokerHelper, brokerNodeFlags: await deployedNodeFlags(ROOT), baselineHelper, signWorker }
   if (cfg.brokerEntry !== undefined) return { brokerEntry: resolve(cfg.brokerEntry), ...common, warnings: '' }
   if (cfg.brokerBuild === 'tsx') return { brokerEntry: join(ROOT, 'src', 'server.ts'), ...common, warnings: '' }
   say(`compiling src/ with tsconfig.build.json into ${BUILD}/dist`)
@@ -340,7 +343,7 @@ async function main (): Promise<void> {
         cpus: availableParallelism(),
         cpuModel: cpus()[0]?.model ?? 'unknown',
         loadAverage,
-        broker: describeBroker()
+        broker: describeBroker(prepared.brokerNodeFlags)
       },
       config,
       cold,
