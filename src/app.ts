@@ -197,7 +197,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // Before the routes, so its hooks see every request.
   await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host })
   await app.register(cors, { origins: config.cors.origins })
-  await app.register(fastifyCookie)
+  // Cookies are parsed only where a session can ride on one (AUTH_COOKIE_NAME, or dev mode's
+  // login); forward mode passes the raw Cookie header on untouched.
+  if (config.auth.mode === 'dev' || config.auth.cookieName !== undefined) await app.register(fastifyCookie)
 
   const limits = await setUpRateLimits(app, { limits: config.rateLimit, clock, redis })
 
