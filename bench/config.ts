@@ -49,7 +49,7 @@ export function loadBenchConfig (env: NodeJS.ProcessEnv, defaultResultsFile: str
   const config: BenchConfig = {
     durationS: integer(env, 'BENCH_DURATION_S', 10, 1),
     connections: integer(env, 'BENCH_CONNECTIONS', 10, 1),
-    pairs: integer(env, 'BENCH_PAIRS', 3, 1),
+    pairs: integer(env, 'BENCH_PAIRS', 5, 1),
     users: integer(env, 'BENCH_USERS', 10_000, 1),
     memoryUsers: integer(env, 'BENCH_MEMORY_USERS', 200_000, 0),
     coldRequests: integer(env, 'BENCH_COLD_REQUESTS', 1000, 1),
