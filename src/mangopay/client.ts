@@ -14,7 +14,7 @@ import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.j
 import type { QuotaTracker } from './quota.js'
 import { RedisSharedBearers } from './shared-bearer.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
-import { Deadline, withinDeadline } from './deadline.js'
+import { withDeadline, withinDeadline, type Deadline } from './deadline.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
 
@@ -172,17 +172,11 @@ export class MangopayClient {
 
   async #fetchBearer (): Promise<BearerGrant> {
     // Shared by every waiter, so it has its own deadline rather than any one request's.
-    const deadline = new Deadline(this.#config.timeoutMs)
-    let response: UpstreamResponse
-    try {
-      response = await this.#post('oauth', '/v2.01/oauth/token', {
-        authorization: `Basic ${this.#basicCredentials}`,
-        'content-type': 'application/x-www-form-urlencoded',
-        accept: 'application/json'
-      }, 'grant_type=client_credentials', deadline)
-    } finally {
-      deadline.dispose()
-    }
+    const response = await withDeadline(this.#config.timeoutMs, async deadline => await this.#post('oauth', '/v2.01/oauth/token', {
+      authorization: `Basic ${this.#basicCredentials}`,
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json'
+    }, 'grant_type=client_credentials', deadline))
     if (response.status !== 200) {
       const error = this.#upstreamError('oauth', response)
       this.#logger.error({ mangopay: error.logFields?.mangopay }, 'Mangopay OAuth token request failed')
