@@ -239,6 +239,25 @@ t.test('a 200 whose body fails the schema: 502 upstream_error', async t => {
   }
 })
 
+t.test('an oversized 200 (over 64 KB): 502 upstream_error, the body is not buffered', async t => {
+  // A valid token answer but for its size: only the body bound can refuse it.
+  const padding = 'x'.repeat(65 * 1024)
+  const cases: Array<[FaultTarget, unknown]> = [
+    ['embedded', { access_token: 'rec_0123456789abcdef0123456789abcdef', token_type: 'Bearer', expires_in: 900, padding }],
+    ['oauth', { access_token: 'a'.repeat(32), token_type: 'bearer', expires_in: 1200, padding }]
+  ]
+  for (const [target, body] of cases) {
+    t.test(`on ${target}`, async t => {
+      const broker = await setup(t, { warm: target === 'embedded' })
+      inject(broker.emulator, target, { kind: 'status', status: 200, body })
+      const res = await broker.mint()
+      const problem = assertCleanProblem(t, broker, res, 502, 'upstream_error')
+      t.match(problem.detail, /oversized/)
+      await assertRecovers(t, broker)
+    })
+  }
+})
+
 t.test('a connection reset: 503 upstream_unavailable with Retry-After', async t => {
   for (const target of ['embedded', 'oauth'] as const) {
     t.test(`on ${target}`, async t => {
