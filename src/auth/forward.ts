@@ -7,6 +7,7 @@ import { BrokerError } from '../errors.js'
 import type { Authenticator } from './authenticator.js'
 import { mangopayUserIdsFromClaim, type Session } from './session.js'
 import { readBounded } from '../http/read-bounded.js'
+import { withDeadline, type Deadline } from '../http/deadline.js'
 
 /**
  * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the
@@ -154,16 +155,10 @@ export class ForwardAuthenticator implements Authenticator {
 
   /** One overall deadline for the whole exchange, cleared as soon as it is over (no timer outlives it). */
   async #ask (credentials: Credentials): Promise<Answer> {
-    const deadline = new AbortController()
-    const timer = setTimeout(() => deadline.abort(new DOMException('The session endpoint did not answer in time.', 'TimeoutError')), this.#timeoutMs)
-    try {
-      return await this.#exchange(credentials, deadline.signal)
-    } finally {
-      clearTimeout(timer)
-    }
+    return await withDeadline(this.#timeoutMs, async deadline => await this.#exchange(credentials, deadline))
   }
 
-  async #exchange (credentials: Credentials, signal: AbortSignal): Promise<Answer> {
+  async #exchange (credentials: Credentials, deadline: Deadline): Promise<Answer> {
     const headers: Record<string, string> = { accept: 'application/json' }
     if (credentials.cookie !== undefined) headers.cookie = credentials.cookie
     if (credentials.authorization !== undefined) headers.authorization = credentials.authorization
@@ -175,7 +170,7 @@ export class ForwardAuthenticator implements Authenticator {
         path: this.#url.pathname + this.#url.search,
         method: 'GET',
         headers,
-        signal
+        signal: deadline
       })
     } catch (err) {
       throw unavailable(err, { network: (err as { code?: string }).code ?? (err as Error).name })

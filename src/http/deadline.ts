@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events'
 import { BrokerError } from '../errors.js'
 
 /**
- * A request's overall deadline for its Mangopay work: it aborts on its own when time is up
+ * A request's overall deadline for its calls out (Mangopay, the session endpoint of forward
+ * mode): it aborts on its own when time is up
  * (reason: a DOMException named TimeoutError, like `AbortSignal.timeout()`'s) or when `abort()`
  * is called. It is what undici receives as `signal`, which may be an EventEmitter as well as an
  * AbortSignal: an AbortController, its timer and its listeners cost about 10 µs per request in
@@ -23,7 +24,7 @@ export class Deadline extends EventEmitter<{ abort: [] }> {
     this.#timer = setTimeout(() => this.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), timeoutMs).unref()
   }
 
-  abort (reason: unknown = new DOMException('This operation was aborted', 'AbortError')): void {
+  abort (reason: unknown): void {
     if (this.aborted) return
     this.aborted = true
     this.reason = reason
@@ -54,7 +55,7 @@ export async function withDeadline<T> (timeoutMs: number, work: (deadline: Deadl
 
 const timedOut = (): BrokerError => new BrokerError('upstream_timeout', 'Mangopay did not answer in time.')
 
-/** Waits for `promise`, but gives up with `upstream_timeout` when `deadline` aborts (the promise itself goes on for others). */
+/** Waits for `promise` (a Mangopay call), but gives up with `upstream_timeout` when `deadline` aborts (the promise itself goes on for others). */
 export async function withinDeadline<T> (promise: Promise<T>, deadline: Deadline): Promise<T> {
   if (deadline.aborted) throw timedOut()
   let onAbort: () => void = () => {}

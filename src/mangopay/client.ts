@@ -14,7 +14,7 @@ import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.j
 import type { QuotaTracker } from './quota.js'
 import { RedisSharedBearers } from './shared-bearer.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
-import { withDeadline, withinDeadline, type Deadline } from './deadline.js'
+import { withDeadline, withinDeadline, type Deadline } from '../http/deadline.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
 

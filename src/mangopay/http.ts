@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
 import type { MangopayEndpoint } from './upstream-errors.js'
 import { readBounded } from '../http/read-bounded.js'
-import type { Deadline } from './deadline.js'
+import type { Deadline } from '../http/deadline.js'
 
 /**
  * The one connection pool to Mangopay, owned by the app (never the global dispatcher), and

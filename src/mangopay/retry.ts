@@ -1,5 +1,5 @@
 import { BrokerError } from '../errors.js'
-import { sleepWithin, type Deadline } from './deadline.js'
+import { sleepWithin, type Deadline } from '../http/deadline.js'
 import { TransportError, type UpstreamResponse } from './http.js'
 
 /**

@@ -8,7 +8,7 @@ import { selectMangopayUser, type Session } from '../auth/session.js'
 import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/client.js'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import { withDeadline } from '../mangopay/deadline.js'
+import { withDeadline } from '../http/deadline.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
