@@ -25,7 +25,7 @@ export interface BenchConfig {
   brokerLogLevel: string
   /** Extra `node` flags for the broker (e.g. `--max-semi-space-size=32`), split on spaces. */
   brokerNodeArgs: string[]
-  /** Start the broker under `node --cpu-prof`; profiles land in bench/out/profiles. */
+  /** Start the brokers and the baseline under `node --cpu-prof`; profiles land in bench/out/profiles. */
   cpuProf: boolean
   /** Keep the brokers' logs in bench/out (they are large: ~850 bytes per token). */
   keepLogs: boolean

@@ -253,7 +253,7 @@ async function startBaseline (setup: Setup): Promise<Proc> {
   return await startListeningProcess({
     name: 'baseline',
     cwd: ROOT,
-    nodeArgs: [setup.baselineHelper],
+    nodeArgs: [...(config.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(OUT, 'profiles'), '--cpu-prof-name', `baseline-${Date.now()}.cpuprofile`] : []), setup.baselineHelper],
     env: { BASELINE_UPSTREAM: setup.emulator.url, BASELINE_CLIENT_ID: CLIENT_ID, BASELINE_API_KEY: API_KEY, BASELINE_PORT: String(port), NODE_ENV: 'production' }
   }, port)
 }
