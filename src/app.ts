@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
-import Fastify, { LogController, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
@@ -10,6 +10,7 @@ import { createLogger } from './logging.js'
 import problem from './http/problem.js'
 import cors from './http/cors.js'
 import { handleClientError } from './http/client-error.js'
+import { AccessLog } from './http/access-log.js'
 import { createJwtAuthenticator, type Authenticator } from './auth/authenticator.js'
 import { createDevAuth, devLoginRoutes } from './auth/dev.js'
 import { ForwardAuthenticator } from './auth/forward.js'
@@ -51,20 +52,6 @@ declare module 'fastify' {
 const BODY_LIMIT_BYTES = 4 * 1024
 const MAX_HEADER_BYTES = 8 * 1024
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
-/**
- * One access line per request, when it is answered (`request completed`, with the method, URL,
- * client address, status and time), instead of Fastify's two (`incoming request` + `request
- * completed`): a line less per token, and the token routes add their audit line.
- */
-class AccessLog extends LogController {
-  override incomingRequest (): void {}
-
-  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored')
-    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
-  }
-}
 
 /** A caller's X-Request-Id is kept when it is sane (so traces join up); otherwise a new one. */
 function requestId (req: { headers: Record<string, string | string[] | undefined> }): string {
@@ -177,6 +164,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     if (body === '') return done(null, null)
     parseJson(request, body as string, done)
   })
+
+  // The access line writes a token request's audit with it (http/access-log.ts).
+  app.decorateRequest('tokenAudit', null)
 
   // Callback-style hooks: no promise per request for work that never waits.
   app.addHook('onRequest', (request, reply, done) => {

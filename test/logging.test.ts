@@ -1,7 +1,12 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
 import t from 'tap'
-import { CENSOR, censorLine } from '../src/logging.js'
+import { request } from 'undici'
+import { AccessLog, auditTokenIssued, type TokenAudit } from '../src/http/access-log.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { CENSOR, censorLine, isoTime } from '../src/logging.js'
 import { captureLogs } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -39,6 +44,23 @@ t.test('lines that name no sensitive key are written as pino made them', async t
   t.equal(censorLine('{"level":30,"Token":"x"}\n'), `{"level":30,"Token":"${CENSOR}"}\n`)
 })
 
+t.test('every line carries the time it was written, in ISO 8601 UTC to the millisecond', async t => {
+  const logs = captureLogs('info')
+  const before = Date.now()
+  logs.logger.info('first')
+  await sleep(5)
+  logs.logger.info('second')
+  const after = Date.now()
+  const times = logs.lines().map(line => line.time as string)
+  t.equal(times.length, 2)
+  for (const time of times) {
+    t.match(time, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+    t.ok(Date.parse(time) >= before && Date.parse(time) <= after, `${time} is when it was written`)
+  }
+  t.ok(Date.parse(times[1] as string) - Date.parse(times[0] as string) >= 4, 'a later line, a later time: the formatted time is not kept past its millisecond')
+  t.match(isoTime(), /^,"time":"[^"]+"$/, 'the fragment pino splices into a line')
+})
+
 /** Runs a few lines of TypeScript in a child process with the broker's default (stdout) logger. */
 async function childStdout (script: string): Promise<string> {
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -66,4 +88,38 @@ t.test('stdout: a quiet logger still writes its last line within a second', asyn
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000)
   `)
   t.match(out, /"msg":"only line"/, 'written by the periodic flush, not by an exit handler (the process is killed)')
+})
+
+t.test('a token\'s audit line is written exactly once, with the access line or, when the answer never finishes, on its own', async t => {
+  const logs = captureLogs('info')
+  const app = Fastify({ loggerInstance: logs.logger, logController: new AccessLog({ requestIdLogLabel: 'requestId' }) })
+  app.decorateRequest('tokenAudit', null)
+  const audit = (kind: string): TokenAudit => ({ event: 'embedded_token_issued', kind, mangopayUserId: 'user_1', subject: 'sub', expiresAt: '2026-11-28T08:00:00.000Z', fingerprint: 'abcdefabcdef' })
+  app.get('/answered', async (request, reply) => {
+    auditTokenIssued(request, reply, audit('answered'))
+    return { ok: true }
+  })
+  app.get('/cut', async (request, reply) => {
+    auditTokenIssued(request, reply, audit('cut'))
+    // The connection drops after the token was handed to the response, before it is written.
+    request.raw.socket.destroy()
+    await sleep(20)
+    return { ok: true }
+  })
+  app.get('/plain', async () => ({ ok: true }))
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(async () => await app.close())
+  const { port } = app.server.address() as AddressInfo
+  t.equal((await request(`http://127.0.0.1:${port}/answered`)).statusCode, 200)
+  t.equal((await request(`http://127.0.0.1:${port}/plain`)).statusCode, 200)
+  await t.rejects(request(`http://127.0.0.1:${port}/cut`), 'the caller sees the connection drop')
+  await sleep(100)
+
+  const audits = logs.lines().filter(l => l.msg === 'embedded token issued')
+  t.same(audits.map(l => (l.audit as TokenAudit).kind).sort(), ['answered', 'cut'], 'one audit line per token')
+  const answered = audits.find(l => (l.audit as TokenAudit).kind === 'answered')
+  t.match(answered, { req: { method: 'GET', url: '/answered' }, res: { statusCode: 200 }, responseTime: Number }, 'an answered token\'s audit line is its access line')
+  t.notOk('delivered' in (answered ?? {}))
+  t.match(audits.find(l => (l.audit as TokenAudit).kind === 'cut'), { delivered: false, req: { url: '/cut' } }, 'a cut one says it was not delivered')
+  t.same(logs.lines().filter(l => l.msg === 'request completed').map(l => (l.req as { url: string }).url), ['/plain'], 'no second line for a token request')
 })

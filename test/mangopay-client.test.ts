@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { connect, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
@@ -253,6 +255,30 @@ t.test('odd expires_in from OAuth still yields a usable bearer, without an OAuth
   })
 })
 
+t.test('a browser that leaves while its token is minted: the token is still audited, once, as not delivered', async t => {
+  const { app, emulator, logs, jwt } = await setup(t)
+  emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 300 } })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(`POST ${RECIPIENTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${jwt}\r\nX-Request-Id: leaving-browser\r\nContent-Length: 0\r\n\r\n`)
+  await sleep(100)
+  socket.destroy()
+  // The Mangopay answer lands ~200 ms after the browser left.
+  for (let i = 0; i < 50 && emulator.control.minted.length === 0; i++) await sleep(20)
+  await sleep(200)
+
+  t.equal(emulator.control.minted.length, 1, 'Mangopay minted the token')
+  const lines = logs.lines().filter(l => l.requestId === 'leaving-browser')
+  const audits = lines.filter(l => l.msg === 'embedded token issued')
+  t.equal(audits.length, 1, 'exactly one audit line')
+  t.equal(audits[0]?.delivered, false, 'saying the answer never reached the browser')
+  const minted = String(emulator.control.minted[0]?.token)
+  t.equal((audits[0]?.audit as { fingerprint?: string } | undefined)?.fingerprint, createHash('sha256').update(minted).digest('base64url').slice(0, 12), 'of the minted token')
+  t.notOk(logs.text().includes(minted), 'never the token itself')
+})
+
 t.test('logs of a happy-path and fault run hold no secret, and one audit line per token', async t => {
   const { app, emulator, logs } = await setup(t)
   const jwt = await tokenFor(USER_A, {}, { subject: 'idp|audit-subject' })
@@ -300,9 +326,12 @@ t.test('logs of a happy-path and fault run hold no secret, and one audit line pe
   const audits = logs.lines().filter(l => l.msg === 'embedded token issued')
   t.equal(audits.length, issued.length, 'one audit line per issued token')
   issued.forEach(({ kind, requestId, body }, i) => {
-    const line = audits[i] as { requestId?: string, audit?: Record<string, unknown> }
+    const line = audits[i] as { requestId?: string, audit?: Record<string, unknown>, req?: Record<string, unknown>, res?: Record<string, unknown>, responseTime?: unknown }
     const audit = line?.audit ?? {}
     t.equal(line?.requestId, requestId, 'the audit line carries the request id')
+    const ending = logs.lines().filter(l => l.requestId === requestId && (l.msg === 'embedded token issued' || l.msg === 'request completed'))
+    t.same(ending.map(l => l.msg), ['embedded token issued'], 'and is the request\'s only access line')
+    t.match(line, { req: { method: 'POST', url: issued[i]?.kind === 'recipient' ? RECIPIENTS : CHECKOUT }, res: { statusCode: 200 }, responseTime: Number }, 'with the access fields')
     t.equal(audit.kind, kind)
     t.equal(audit.mangopayUserId, USER_A)
     t.equal(audit.subject, 'idp|audit-subject')

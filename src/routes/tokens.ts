@@ -9,6 +9,7 @@ import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/cl
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { withDeadline } from '../http/deadline.js'
+import { auditTokenIssued } from '../http/access-log.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
@@ -90,28 +91,26 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
   }
 
-  async function issue (kind: EmbeddedKind, request: FastifyRequest): Promise<TokenResponseBody> {
+  async function issue (kind: EmbeddedKind, request: FastifyRequest, reply: FastifyReply): Promise<TokenResponseBody> {
     if (request.tokenContext === null) throw new BrokerError('internal_error', 'The request was not authorised.')
     const { session, userId } = request.tokenContext
-    const token = await withDeadline(mangopay.timeoutMs, async deadline => await client.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
+    const token = await withDeadline(mangopay.timeoutMs, deadline => client.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
     const response = toResponse(token, userId)
-    request.log.info({
-      audit: {
-        event: 'embedded_token_issued',
-        kind,
-        mangopayUserId: userId,
-        subject: session.subject,
-        expiresAt: response.expiresAt,
-        fingerprint: tokenFingerprint(token.accessToken),
-        ...(token.reused === undefined ? {} : { reused: token.reused })
-      }
-    }, 'embedded token issued')
+    auditTokenIssued(request, reply, {
+      event: 'embedded_token_issued',
+      kind,
+      mangopayUserId: userId,
+      subject: session.subject,
+      expiresAt: response.expiresAt,
+      fingerprint: tokenFingerprint(token.accessToken),
+      ...(token.reused === undefined ? {} : { reused: token.reused })
+    })
     return response
   }
 
   const schema = { body: TokenRequestBody, response: { 200: TokenResponse } }
   // Order matters: who is asking first, then their budget, then (in the handler) Mangopay.
   const preHandler = [authorize, rateLimit]
-  routes.post('/v1/tokens/recipients', { schema, preHandler }, async request => await issue('recipient', request))
-  routes.post('/v1/tokens/checkout', { schema, preHandler }, async request => await issue('checkout', request))
+  routes.post('/v1/tokens/recipients', { schema, preHandler }, (request, reply) => issue('recipient', request, reply))
+  routes.post('/v1/tokens/checkout', { schema, preHandler }, (request, reply) => issue('checkout', request, reply))
 }
