@@ -6,8 +6,8 @@ import type { Dispatcher } from 'undici'
  * broker buffer megabytes. Plain 'data' events: an async iterator costs several times more per
  * body, and every token request reads one.
  */
-export async function readBounded (body: Dispatcher.ResponseData['body'], limit: number): Promise<string | undefined> {
-  return await new Promise<string | undefined>((resolve, reject) => {
+export function readBounded (body: Dispatcher.ResponseData['body'], limit: number): Promise<string | undefined> {
+  return new Promise<string | undefined>((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
     const onData = (chunk: Buffer): void => {

@@ -124,9 +124,11 @@ export class MangopayClient {
    * A Recipients or Checkout token for `userId`: minted now, or, with reuse on, one still valid
    * long enough or being minted for the same user and kind.
    */
-  async mintEmbeddedToken (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
-    if (this.#reuse === undefined) return await this.#mint(kind, userId, options)
-    return await withinDeadline(this.#reuse.get(kind, userId, async () => await this.#mint(kind, userId, options)), options.deadline)
+  mintEmbeddedToken (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
+    // Not async: the promise of #mint (or of withinDeadline) is handed on, without one more
+    // promise and tick per token on the hot path. Neither call can throw synchronously.
+    if (this.#reuse === undefined) return this.#mint(kind, userId, options)
+    return withinDeadline(this.#reuse.get(kind, userId, () => this.#mint(kind, userId, options)), options.deadline)
   }
 
   /**
@@ -162,8 +164,8 @@ export class MangopayClient {
     }
   }
 
-  async #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, options: CallOptions): Promise<UpstreamResponse> {
-    return await this.#post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
+  #postEmbedded (kind: EmbeddedKind, bearer: string, body: string, options: CallOptions): Promise<UpstreamResponse> {
+    return this.#post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
       authorization: `Bearer ${bearer}`,
       'content-type': 'application/json',
       accept: 'application/json'
@@ -190,8 +192,8 @@ export class MangopayClient {
   }
 
   /** The one way to Mangopay: every call gets the retry policy, and every attempt the guards. */
-  async #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
-    return await this.#retry.run(async () => await this.#attempt(endpoint, path, headers, body, deadline), {
+  #post (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
+    return this.#retry.run(() => this.#attempt(endpoint, path, headers, body, deadline), {
       deadline,
       onRetry: (retry, reason, delayMs) => {
         this.#logger.warn({ mangopay: { endpoint, retry, reason, delayMs } }, 'retrying a failed Mangopay call')

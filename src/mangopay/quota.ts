@@ -29,7 +29,6 @@ export interface QuotaSnapshot {
 
 export type QuotaEvent =
   | { type: 'blocked', until: number, reason: 'reserve' | 'rate_limited', windows: QuotaWindow[] }
-  | { type: 'updated', windows: QuotaWindow[] }
   /** A block already in force now lasts longer (shared with the other instances, REDIS_URL). */
   | { type: 'extended', until: number, reason: 'reserve' | 'rate_limited' }
 
@@ -39,7 +38,8 @@ const DEFAULT_429_BLOCK_MS = 60_000
 function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
   if (text === undefined || text.trim() === '') return []
-  return text.split(',').map(v => Number(v.trim()))
+  // Number() ignores the whitespace around each value itself.
+  return text.split(',').map(Number)
 }
 
 /** Parses the three headers into windows; malformed or inconsistent entries are skipped. */
@@ -89,10 +89,7 @@ export class QuotaTracker {
   observe (status: number, headers: IncomingHttpHeaders): void {
     const now = this.#clock.now()
     const windows = parseRateLimitHeaders(headers)
-    if (windows.length > 0) {
-      this.#windows = windows
-      this.#onEvent({ type: 'updated', windows })
-    }
+    if (windows.length > 0) this.#windows = windows
     if (status === 429) {
       const exhausted = windows.filter(w => w.remaining <= 0 && w.resetAt > now)
       const until = exhausted.length > 0 ? Math.max(...exhausted.map(w => w.resetAt)) : now + DEFAULT_429_BLOCK_MS
