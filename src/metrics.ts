@@ -1,6 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BearerEvent } from './mangopay/bearer-store.js'
@@ -172,36 +172,17 @@ export interface MetricsPluginOptions {
   host: string
 }
 
-/** The SPEC error code of a problem+json answer; the body is the broker's own, never upstream's. */
-function problemCode (payload: unknown): string {
-  if (typeof payload !== 'string') return 'unknown'
-  try {
-    const code = (JSON.parse(payload) as { code?: unknown }).code
-    return typeof code === 'string' ? code : 'unknown'
-  } catch {
-    return 'unknown'
-  }
-}
-
 async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOptions): Promise<void> {
   const { metrics } = options
   app.decorate('metrics', metrics)
-  const refusedCodes = new WeakMap<FastifyRequest, string>()
-
-  app.addHook('onSend', (request, reply, payload, done) => {
-    if (reply.statusCode >= 400 && TOKEN_ROUTES[request.routeOptions.url ?? ''] !== undefined) {
-      refusedCodes.set(request, problemCode(payload))
-    }
-    done(null, payload)
-  })
-
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.httpDuration.observe({ method: request.method, route, status_class: `${Math.floor(reply.statusCode / 100)}xx` }, reply.elapsedTime / 1000)
     const kind = TOKEN_ROUTES[route]
     if (kind !== undefined) {
       if (reply.statusCode === 200) metrics.tokensIssued.inc({ kind })
-      else if (reply.statusCode >= 400) metrics.tokensRefused.inc({ kind, code: refusedCodes.get(request) ?? 'unknown' })
+      // The code the problem answer carried (http/problem.ts sets it), never anything upstream said.
+      else if (reply.statusCode >= 400) metrics.tokensRefused.inc({ kind, code: reply.problemCode ?? 'unknown' })
     }
     done()
   })
@@ -246,4 +227,4 @@ async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOption
   })
 }
 
-export default fp(metricsPlugin, { name: 'metrics', fastify: '5.x' })
+export default fp(metricsPlugin, { name: 'metrics', fastify: '5.x', dependencies: ['problem'] })

@@ -35,12 +35,20 @@ export interface Problem {
   [extension: string]: unknown
 }
 
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The SPEC error code of a problem answer (for metrics); null for any other answer. */
+    problemCode: string | null
+  }
+}
+
 export function problemBody (status: number, code: string, detail: string, requestId: string): Problem {
   return { type: 'about:blank', title: TITLES[status] ?? 'Error', status, code, detail, requestId }
 }
 
 export function sendProblem (reply: FastifyReply, error: BrokerError, extensions: Record<string, unknown> = {}): FastifyReply {
   if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS))
+  reply.problemCode = error.code
   return reply
     .code(error.statusCode)
     .type('application/problem+json')
@@ -81,6 +89,7 @@ function fromFastifyError (err: FastifyError): BrokerError {
 }
 
 async function problemPlugin (app: FastifyInstance): Promise<void> {
+  app.decorateReply('problemCode', null)
   app.setErrorHandler(function handleError (err: FastifyError | BrokerError, request: FastifyRequest, reply: FastifyReply) {
     const error = err instanceof BrokerError ? err : fromFastifyError(err)
     if (error.statusCode >= 500) {
