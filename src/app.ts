@@ -168,12 +168,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // The access line writes a token request's audit with it (http/access-log.ts).
   app.decorateRequest('tokenAudit', null)
 
-  // Callback-style hooks: no promise per request for work that never waits.
-  app.addHook('onRequest', (request, reply, done) => {
+  // One callback-style hook for the headers every answer carries: no promise per request for
+  // work that never waits.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id)
-    done()
-  })
-  app.addHook('onSend', (_request, reply, payload, done) => {
     // Only GET /v1/client.js (a public script) sets its own caching; everything else is no-store.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     reply.header('x-content-type-options', 'nosniff')
