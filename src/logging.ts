@@ -103,11 +103,21 @@ export function isoTime (): string {
   return formatted
 }
 
+/**
+ * `req` in an access line: what was asked and by whom (`ip` believes X-Forwarded-For only from
+ * TRUST_PROXY). Replaces Fastify's own, which adds the Host header, the client port and an
+ * `accept-version` header: three fields less to read and write on every line.
+ */
+function requestFields (request: { method: string, url: string, ip: string }): { method: string, url: string, remoteAddress: string } {
+  return { method: request.method, url: request.url, remoteAddress: request.ip }
+}
+
 export function createLogger (level: string, destination: DestinationStream = standardOutput()): Logger {
   return pino({
     level,
     base: { service: 'mangopay-token-broker' },
     timestamp: isoTime,
+    serializers: { req: requestFields },
     hooks: { streamWrite: censorLine }
   }, destination)
 }
