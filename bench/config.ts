@@ -27,7 +27,7 @@ export interface BenchConfig {
   brokerNodeArgs: string[]
   /** Start the brokers and the baseline under `node --cpu-prof`; profiles land in bench/out/profiles. */
   cpuProf: boolean
-  /** Keep the brokers' logs in bench/out (they are large: ~850 bytes per token). */
+  /** Keep the brokers' logs in bench/out (they are large: ~500 bytes per token). */
   keepLogs: boolean
   /** Exit non-zero when a target is missed. */
   strict: boolean
