@@ -122,5 +122,7 @@ t.test('a token\'s audit line is written exactly once, with the access line or, 
   t.same(answered?.req, { method: 'GET', url: '/answered', remoteAddress: '127.0.0.1' }, 'with what was asked and by whom, nothing more')
   t.notOk('delivered' in (answered ?? {}))
   t.match(audits.find(l => (l.audit as TokenAudit).kind === 'cut'), { delivered: false, req: { url: '/cut' } }, 'a cut one says it was not delivered')
-  t.same(logs.lines().filter(l => l.msg === 'request completed').map(l => (l.req as { url: string }).url), ['/plain'], 'no second line for a token request')
+  const completed = logs.lines().filter(l => l.msg === 'request completed')
+  t.same(completed.map(l => (l.req as { url: string }).url), ['/plain'], 'no second line for a token request')
+  t.notOk('audit' in (completed[0] ?? {}), 'and no audit on a request that was handed no token')
 })

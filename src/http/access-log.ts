@@ -18,7 +18,7 @@ declare module 'fastify' {
   }
 }
 
-export const AUDIT_MESSAGE = 'embedded token issued'
+const AUDIT_MESSAGE = 'embedded token issued'
 
 /**
  * One line per request, when it is answered, instead of Fastify's two (`incoming request` +
@@ -31,15 +31,11 @@ export class AccessLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const audit = request.tokenAudit ?? null
-    if (audit !== null) request.tokenAudit = null
-    if (error) {
-      reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, ...(audit === null ? {} : { audit }) }, 'request errored')
-    } else if (audit === null) {
-      reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
-    } else {
-      reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, audit }, AUDIT_MESSAGE)
-    }
+    // pino leaves out a field whose value is undefined: no `audit` on other requests' lines.
+    const audit = request.tokenAudit ?? undefined
+    if (audit !== undefined) request.tokenAudit = null
+    if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, audit }, 'request errored')
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, audit }, audit === undefined ? 'request completed' : AUDIT_MESSAGE)
   }
 }
 
@@ -51,14 +47,15 @@ export class AccessLog extends LogController {
  */
 export function auditTokenIssued (request: FastifyRequest, reply: FastifyReply, audit: TokenAudit): void {
   const response = reply.raw
+  const alone = (): void => { request.log.info({ req: request, audit, delivered: response.writableFinished }, AUDIT_MESSAGE) }
   if (response.closed) {
-    request.log.info({ req: request, audit, delivered: false }, AUDIT_MESSAGE)
+    alone()
     return
   }
   request.tokenAudit = audit
   response.once('close', () => {
     if (request.tokenAudit === null) return
     request.tokenAudit = null
-    request.log.info({ req: request, audit, delivered: response.writableFinished }, AUDIT_MESSAGE)
+    alone()
   })
 }
