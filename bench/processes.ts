@@ -32,7 +32,7 @@ export async function freePort (): Promise<number> {
 }
 
 /** Resolves as soon as the port accepts a connection: the process is listening. */
-export async function waitForPort (port: number, child: ChildProcess, timeoutMs = 30_000): Promise<void> {
+async function waitForPort (port: number, child: ChildProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before listening on ${port}`)
@@ -114,7 +114,7 @@ export async function startListeningProcess (options: SpawnOptions, port: number
   return { name: options.name, url: `http://127.0.0.1:${port}`, pid: child.pid as number, child, stop: stopper(child) }
 }
 
-export async function readRss (pid: number): Promise<number> {
+async function readRss (pid: number): Promise<number> {
   const status = await readFile(join('/proc', String(pid), 'status'), 'utf8')
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]
   if (kb === undefined) throw new Error(`no VmRSS for ${pid}`)

@@ -84,6 +84,11 @@ interface Setup {
   emulator: Proc
 }
 
+/** With BENCH_CPU_PROF=1: `node --cpu-prof` flags writing `<name>-<time>.cpuprofile` into bench/out/profiles. */
+function profileFlags (name: string): string[] {
+  return config.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(OUT, 'profiles'), '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : []
+}
+
 /** One broker process: how it is started, and what it did over its life. */
 class BrokerRun {
   readonly label: string
@@ -104,12 +109,11 @@ class BrokerRun {
   async start (setup: Setup): Promise<Proc> {
     const port = await freePort()
     const entry = this.entry ?? setup.brokerEntry
-    const profile = config.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(OUT, 'profiles'), '--cpu-prof-name', `broker-${this.label}-${Date.now()}.cpuprofile`] : []
     this.startedAt = Date.now()
     this.proc = await startListeningProcess({
       name: `broker (${this.label})`,
       cwd: ROOT,
-      nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...config.brokerNodeArgs, ...profile, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
+      nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...config.brokerNodeArgs, ...profileFlags(`broker-${this.label}`), ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
       env: {
         BENCH_BROKER_ENTRY: entry,
         NODE_ENV: 'production',
@@ -253,7 +257,7 @@ async function startBaseline (setup: Setup): Promise<Proc> {
   return await startListeningProcess({
     name: 'baseline',
     cwd: ROOT,
-    nodeArgs: [...(config.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(OUT, 'profiles'), '--cpu-prof-name', `baseline-${Date.now()}.cpuprofile`] : []), setup.baselineHelper],
+    nodeArgs: [...profileFlags('baseline'), setup.baselineHelper],
     env: { BASELINE_UPSTREAM: setup.emulator.url, BASELINE_CLIENT_ID: CLIENT_ID, BASELINE_API_KEY: API_KEY, BASELINE_PORT: String(port), NODE_ENV: 'production' }
   }, port)
 }

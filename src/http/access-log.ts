@@ -39,6 +39,11 @@ export class AccessLog extends LogController {
   }
 }
 
+/** The audit of a token whose request has no line of its own (its answer was never finished). */
+function auditAlone (request: FastifyRequest, reply: FastifyReply, audit: TokenAudit): void {
+  request.log.info({ req: request, audit, delivered: reply.raw.writableFinished }, AUDIT_MESSAGE)
+}
+
 /**
  * Records that `request` was handed a token. The audit goes out with the request's line; a
  * response that never finishes (the browser went away while the token was being minted) has no
@@ -46,16 +51,14 @@ export class AccessLog extends LogController {
  * response closes. Either way, exactly one audit line per token.
  */
 export function auditTokenIssued (request: FastifyRequest, reply: FastifyReply, audit: TokenAudit): void {
-  const response = reply.raw
-  const alone = (): void => { request.log.info({ req: request, audit, delivered: response.writableFinished }, AUDIT_MESSAGE) }
-  if (response.closed) {
-    alone()
+  if (reply.raw.closed) {
+    auditAlone(request, reply, audit)
     return
   }
   request.tokenAudit = audit
-  response.once('close', () => {
+  reply.raw.once('close', () => {
     if (request.tokenAudit === null) return
     request.tokenAudit = null
-    alone()
+    auditAlone(request, reply, audit)
   })
 }
