@@ -50,10 +50,11 @@ function say (message: string): void {
   process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`)
 }
 
-function describe ({ load, ...cpu }: { load: LoadResult, cpuUsPerRequest?: number, emulatorCpuUsPerRequest?: number, loaderCpuUsPerRequest?: number }): string {
+function describe ({ load, ...cpu }: { load: LoadResult, cpuUsPerRequest?: number, mainThreadBusy?: number, emulatorCpuUsPerRequest?: number, loaderCpuUsPerRequest?: number }): string {
   const failed = load.non2xx + load.errors + load.timeouts
   const us = (value: number | undefined): string => value === undefined ? '?' : value.toFixed(0)
-  const cpuText = cpu.cpuUsPerRequest === undefined ? '' : `, CPU/req ${us(cpu.cpuUsPerRequest)} µs (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
+  const busy = cpu.mainThreadBusy === undefined ? '' : `, main thread ${(cpu.mainThreadBusy * 100).toFixed(0)} % busy`
+  const cpuText = cpu.cpuUsPerRequest === undefined ? '' : `, CPU/req ${us(cpu.cpuUsPerRequest)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
   return `${load.reqPerS.toFixed(0)} req/s, p50 ${load.p50Ms.toFixed(2)} ms, p99 ${load.p99Ms.toFixed(2)} ms${cpuText}${failed > 0 ? `, ${failed} FAILED` : ''}`
 }
 
@@ -191,14 +192,15 @@ async function coldStart (setup: Setup, broker: BrokerRun, jwts: readonly string
   return { burst: result, calls, jwksFetches: setup.jwks.fetches() - fetchesBefore }
 }
 
-interface Measured { load: LoadResult, calls: UpstreamCalls, cpuUsPerRequest: number, emulatorCpuUsPerRequest: number, loaderCpuUsPerRequest: number }
+interface Measured { load: LoadResult, calls: UpstreamCalls, cpuUsPerRequest: number, mainThreadBusy: number, emulatorCpuUsPerRequest: number, loaderCpuUsPerRequest: number }
 
 /**
  * A load run against `proc`, with the CPU time spent per answered request by the target, the
  * emulator and the load generator (this process): figures that hold even on a busy machine.
+ * Also how busy the target's JavaScript thread was: near 100 %, that one thread is what limits it.
  */
 async function measured (setup: Setup, proc: Proc, jwts: readonly string[], length: { durationS: number } | { amount: number }): Promise<Measured> {
-  const before = { target: await readCpuMs(proc.pid), emulator: await readCpuMs(setup.emulator.pid), loader: process.cpuUsage() }
+  const before = { target: await readCpuMs(proc.pid), mainThread: await readCpuMs(proc.pid, { mainThread: true }), emulator: await readCpuMs(setup.emulator.pid), loader: process.cpuUsage() }
   const { value: load, calls } = await counted(setup, async () => await runLoad(proc.url, { connections: config.connections, jwts, ...length }))
   const answered = Math.max(1, load.ok + load.non2xx)
   const loader = process.cpuUsage(before.loader)
@@ -206,6 +208,8 @@ async function measured (setup: Setup, proc: Proc, jwts: readonly string[], leng
     load,
     calls,
     cpuUsPerRequest: ((await readCpuMs(proc.pid) - before.target) * 1000) / answered,
+    // Read around the run and the settling pause after it (idle time), divided by the run's length.
+    mainThreadBusy: (await readCpuMs(proc.pid, { mainThread: true }) - before.mainThread) / 1000 / load.durationS,
     emulatorCpuUsPerRequest: ((await readCpuMs(setup.emulator.pid) - before.emulator) * 1000) / answered,
     loaderCpuUsPerRequest: (loader.user + loader.system) / answered
   }
