@@ -155,7 +155,7 @@ export class ForwardAuthenticator implements Authenticator {
 
   /** One overall deadline for the whole exchange, cleared as soon as it is over (no timer outlives it). */
   async #ask (credentials: Credentials): Promise<Answer> {
-    return await withDeadline(this.#timeoutMs, async deadline => await this.#exchange(credentials, deadline))
+    return await withDeadline(this.#timeoutMs, deadline => this.#exchange(credentials, deadline))
   }
 
   async #exchange (credentials: Credentials, deadline: Deadline): Promise<Answer> {

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events'
-import { BrokerError } from '../errors.js'
 
 /**
  * A request's overall deadline for its calls out (Mangopay, the session endpoint of forward
@@ -50,32 +49,5 @@ export async function withDeadline<T> (timeoutMs: number, work: (deadline: Deadl
     return await work(deadline)
   } finally {
     deadline.dispose()
-  }
-}
-
-const timedOut = (): BrokerError => new BrokerError('upstream_timeout', 'Mangopay did not answer in time.')
-
-/** Waits for `promise` (a Mangopay call), but gives up with `upstream_timeout` when `deadline` aborts (the promise itself goes on for others). */
-export async function withinDeadline<T> (promise: Promise<T>, deadline: Deadline): Promise<T> {
-  if (deadline.aborted) throw timedOut()
-  let onAbort: () => void = () => {}
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(timedOut())
-    deadline.once('abort', onAbort)
-  })
-  try {
-    return await Promise.race([promise, aborted])
-  } finally {
-    deadline.removeListener('abort', onAbort)
-  }
-}
-
-/** Sleeps `ms`; rejects with `upstream_timeout` as soon as `deadline` aborts. */
-export async function sleepWithin (ms: number, deadline: Deadline): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    await withinDeadline(new Promise<void>(resolve => { timer = setTimeout(resolve, ms) }), deadline)
-  } finally {
-    clearTimeout(timer)
   }
 }

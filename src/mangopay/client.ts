@@ -6,7 +6,7 @@ import type { Clock } from '../clock.js'
 import type { MangopayConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { BearerStore, type BearerEvent, type BearerGrant } from './bearer-store.js'
-import { postToMangopay, TransportError, type UpstreamResponse } from './http.js'
+import { postToMangopay, TransportError, withinDeadline, type UpstreamResponse } from './http.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from './circuit-breaker.js'
 import { RetryBudget, RetryPolicy, type RetryReason, type RetrySkipped } from './retry.js'
 import { EmbeddedTokenReuse } from './token-reuse.js'
@@ -14,7 +14,7 @@ import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.j
 import type { QuotaTracker } from './quota.js'
 import { RedisSharedBearers } from './shared-bearer.js'
 import { errorForUpstreamStatus, parseUpstreamError, type MangopayEndpoint } from './upstream-errors.js'
-import { withDeadline, withinDeadline, type Deadline } from '../http/deadline.js'
+import { withDeadline, type Deadline } from '../http/deadline.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
 
@@ -174,7 +174,7 @@ export class MangopayClient {
 
   async #fetchBearer (): Promise<BearerGrant> {
     // Shared by every waiter, so it has its own deadline rather than any one request's.
-    const response = await withDeadline(this.#config.timeoutMs, async deadline => await this.#post('oauth', '/v2.01/oauth/token', {
+    const response = await withDeadline(this.#config.timeoutMs, deadline => this.#post('oauth', '/v2.01/oauth/token', {
       authorization: `Basic ${this.#basicCredentials}`,
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json'

@@ -52,6 +52,37 @@ export interface UpstreamRequest {
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+const TIMED_OUT = 'Mangopay did not answer in time.'
+
+/** `upstream_timeout`: the browser request's deadline passed before Mangopay answered. */
+export function upstreamTimeout (cause?: unknown): BrokerError {
+  return new BrokerError('upstream_timeout', TIMED_OUT, { cause })
+}
+
+/** Waits for `promise` (a Mangopay call), but gives up with `upstream_timeout` when `deadline` aborts (the promise itself goes on for others). */
+export async function withinDeadline<T> (promise: Promise<T>, deadline: Deadline): Promise<T> {
+  if (deadline.aborted) throw upstreamTimeout()
+  let onAbort: () => void = () => {}
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(upstreamTimeout())
+    deadline.once('abort', onAbort)
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    deadline.removeListener('abort', onAbort)
+  }
+}
+
+/** Sleeps `ms`; rejects with `upstream_timeout` as soon as `deadline` aborts. */
+export async function sleepWithin (ms: number, deadline: Deadline): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await withinDeadline(new Promise<void>(resolve => { timer = setTimeout(resolve, ms) }), deadline)
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /** No HTTP answer at all (refused, reset, cut mid-body, TLS, timeout): what retries and the circuit look at. */
 export class TransportError extends BrokerError {
@@ -69,7 +100,7 @@ export function networkError (endpoint: MangopayEndpoint, err: unknown, deadline
   const code = (err as { code?: string }).code
   const logFields = { mangopay: { endpoint, network: code ?? (err as Error).name } }
   if (deadline.timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) {
-    return new TransportError('upstream_timeout', 'Mangopay did not answer in time.', logFields.mangopay.network, { cause: err, logFields })
+    return new TransportError('upstream_timeout', TIMED_OUT, logFields.mangopay.network, { cause: err, logFields })
   }
   return new TransportError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', logFields.mangopay.network, { cause: err, logFields, retryAfterS: 5 })
 }

@@ -1,6 +1,5 @@
-import { BrokerError } from '../errors.js'
-import { sleepWithin, type Deadline } from '../http/deadline.js'
-import { TransportError, type UpstreamResponse } from './http.js'
+import type { Deadline } from '../http/deadline.js'
+import { sleepWithin, TransportError, upstreamTimeout, type UpstreamResponse } from './http.js'
 
 /**
  * Retries of Mangopay calls (SPEC §4): only network errors and 5xx, at most a few, with
@@ -116,7 +115,7 @@ export class RetryPolicy {
       try {
         await sleepWithin(delayMs, ctx.deadline)
       } catch {
-        throw new BrokerError('upstream_timeout', 'Mangopay did not answer in time.', { cause: error })
+        throw upstreamTimeout(error)
       }
     }
   }
