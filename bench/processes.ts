@@ -67,11 +67,16 @@ export interface SpawnOptions {
   /** stdout and stderr go to this file (the broker's logs are part of what is measured). */
   logFile?: string
   ipc?: boolean
+  /** A program that runs `node` itself, with its own arguments first (e.g. valgrind). */
+  wrapper?: readonly string[]
+  /** How long it may take to listen (default 30 s). */
+  startTimeoutMs?: number
 }
 
 function spawnNode (options: SpawnOptions): ChildProcess {
   const out = options.logFile === undefined ? 'ignore' : openSync(options.logFile, 'w')
-  const child = spawn(process.execPath, options.nodeArgs, {
+  const [command, ...args] = [...(options.wrapper ?? []), process.execPath, ...options.nodeArgs] as [string, ...string[]]
+  const child = spawn(command, args, {
     cwd: options.cwd,
     // Only what is given: a developer's shell (REDIS_URL, AUTH_COOKIE_NAME…) must not change what is measured.
     env: { PATH: process.env.PATH ?? '', ...options.env },
@@ -104,7 +109,7 @@ export async function startEmulatorProcess (cwd: string, env: Record<string, str
 export async function startListeningProcess (options: SpawnOptions, port: number): Promise<Proc> {
   const child = spawnNode(options)
   try {
-    await waitForPort(port, child)
+    await waitForPort(port, child, options.startTimeoutMs)
   } catch (err) {
     child.kill('SIGKILL')
     // A configuration error is in the process's own output: show its end.

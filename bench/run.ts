@@ -4,27 +4,19 @@
  * start and memory over many users, and writes bench/RESULTS.md. Knobs: see bench/config.ts.
  */
 import { createReadStream } from 'node:fs'
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
+import { rm, stat, writeFile } from 'node:fs/promises'
 import { cpus, availableParallelism, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { buildBroker, deployedNodeFlags, transpileHelper } from './build.js'
-import { loadBenchConfig, type BenchConfig } from './config.js'
+import { loadBenchConfig } from './config.js'
 import { readCalls, resetCounters, type UpstreamCalls } from './emulator-control.js'
-import { AUDIENCE, ISSUER, createSigningKey, signUserJwts, startJwksServer, type JwksServer } from './jwks.js'
+import { createSigningKey, signUserJwts, startJwksServer, type JwksServer } from './jwks.js'
 import { burst, runLoad, type LoadResult } from './load.js'
 import { freePort, readCpuMs, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { renderMarkdown, verdicts, type BenchResults, type BrokerLife, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
+import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, type Prepared } from './setup.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-/** Logs, profiles and raw results (git-ignored). */
-const OUT = join(ROOT, 'bench', 'out')
-/** Generated JavaScript, kept where neither git nor eslint looks; packages still resolve from here. */
-const BUILD = join(ROOT, 'node_modules', '.cache', 'mangopay-broker-bench')
-const CLIENT_ID = 'bench-client'
-const API_KEY = 'bench-api-key-0123456789abcdef'
 /** In-flight requests of a finished run still reach the emulator: let them land before counting. */
 const SETTLE_MS = 300
 const AUDITED_LEVELS = new Set(['info', 'debug', 'trace'])
@@ -75,12 +67,7 @@ async function countAuditLines (file: string): Promise<number> {
   return count
 }
 
-interface Setup {
-  brokerEntry: string
-  brokerHelper: string
-  /** `node` flags of `npm start` and the Dockerfile: the broker runs as deployed. */
-  brokerNodeFlags: string[]
-  baselineHelper: string
+interface Setup extends Prepared {
   jwks: JwksServer
   emulator: Proc
 }
@@ -115,25 +102,7 @@ class BrokerRun {
       name: `broker (${this.label})`,
       cwd: ROOT,
       nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...config.brokerNodeArgs, ...profileFlags(`broker-${this.label}`), ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
-      env: {
-        BENCH_BROKER_ENTRY: entry,
-        NODE_ENV: 'production',
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        SHUTDOWN_DELAY_MS: '0',
-        LOG_LEVEL: config.brokerLogLevel,
-        MANGOPAY_BASE_URL: setup.emulator.url,
-        MANGOPAY_CLIENT_ID: CLIENT_ID,
-        MANGOPAY_API_KEY: API_KEY,
-        AUTH_MODE: 'jwt',
-        AUTH_JWKS_URL: setup.jwks.url,
-        AUTH_JWT_ALGORITHMS: 'RS256',
-        AUTH_ISSUER: ISSUER,
-        AUTH_AUDIENCE: AUDIENCE,
-        // On, but far above what any one user does here.
-        RATE_LIMIT_MAX: '1000000',
-        RATE_LIMIT_WINDOW_MS: '60000'
-      },
+      env: brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: setup.emulator.url, jwksUrl: setup.jwks.url }),
       logFile: this.logFile,
       ipc: true
     }, port)
@@ -262,7 +231,7 @@ async function startBaseline (setup: Setup): Promise<Proc> {
     name: 'baseline',
     cwd: ROOT,
     nodeArgs: [...profileFlags('baseline'), setup.baselineHelper],
-    env: { BASELINE_UPSTREAM: setup.emulator.url, BASELINE_CLIENT_ID: CLIENT_ID, BASELINE_API_KEY: API_KEY, BASELINE_PORT: String(port), NODE_ENV: 'production' }
+    env: baselineEnv({ port, emulatorUrl: setup.emulator.url })
   }, port)
 }
 
@@ -272,44 +241,17 @@ function describeBroker (flags: readonly string[]): string {
   return config.brokerBuild === 'dist' ? `src/ compiled with tsconfig.build.json, run with ${node} (as deployed: the flags of \`npm start\` and the Dockerfile)` : `src/ under tsx, with ${node}`
 }
 
-interface Prepared { brokerEntry: string, brokerHelper: string, brokerNodeFlags: string[], baselineHelper: string, signWorker: string, warnings: string }
-
-async function prepare (cfg: BenchConfig): Promise<Prepared> {
-  await mkdir(OUT, { recursive: true })
-  await mkdir(BUILD, { recursive: true })
-  // Under node_modules/ the repository's "type": "module" does not reach: say it again here.
-  await writeFile(join(BUILD, 'package.json'), '{ "type": "module", "private": true }\n')
-  const helpers = join(BUILD, 'helpers')
-  const brokerHelper = await transpileHelper(join(ROOT, 'bench', 'broker-process.ts'), helpers)
-  const baselineHelper = await transpileHelper(join(ROOT, 'bench', 'baseline.ts'), helpers)
-  const signWorker = await transpileHelper(join(ROOT, 'bench', 'sign-worker.ts'), helpers)
-  const common = { brokerHelper, brokerNodeFlags: await deployedNodeFlags(ROOT), baselineHelper, signWorker }
-  if (cfg.brokerEntry !== undefined) return { brokerEntry: resolve(cfg.brokerEntry), ...common, warnings: '' }
-  if (cfg.brokerBuild === 'tsx') return { brokerEntry: join(ROOT, 'src', 'server.ts'), ...common, warnings: '' }
-  say(`compiling src/ with tsconfig.build.json into ${BUILD}/dist`)
-  await rm(join(BUILD, 'dist'), { recursive: true, force: true })
-  const build = await buildBroker(ROOT, join(BUILD, 'dist'))
-  if (build.warnings !== '') say(`tsc reported errors (measuring the emitted JavaScript anyway):\n${build.warnings}`)
-  return { brokerEntry: build.entry, ...common, warnings: build.warnings }
-}
-
 async function main (): Promise<void> {
   const loadAverage = loadavg()
   say(`bench: ${JSON.stringify(config)}`)
-  const prepared = await prepare(config)
+  const prepared = await prepare(config, say)
 
   const key = createSigningKey()
   say(`signing ${config.users + config.memoryUsers} RS256 JWTs`)
   const jwts = await signUserJwts(prepared.signWorker, key, 'user_bench_', config.users, 3600)
   const memoryJwts = await signUserJwts(prepared.signWorker, key, 'user_mem_', config.memoryUsers, 3600)
   const jwks = await startJwksServer(key)
-  const emulator = await startEmulatorProcess(ROOT, {
-    EMULATOR_CLIENT_ID: CLIENT_ID,
-    EMULATOR_API_KEY: API_KEY,
-    EMULATOR_BEARER_TTL_S: String(config.bearerTtlS),
-    EMULATOR_CONTROL: '1',
-    EMULATOR_QUOTA: '1000000000/900'
-  })
+  const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))
   const setup: Setup = { ...prepared, jwks, emulator }
   stops.push(async () => await emulator.stop(), async () => await jwks.close())
   say(`emulator at ${emulator.url}, JWKS at ${jwks.url}`)

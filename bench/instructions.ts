@@ -1,0 +1,149 @@
+/**
+ * `npm run bench:instructions`: the instructions a token request costs each target, counted by
+ * valgrind's callgrind. Wall-clock figures on a shared machine move by ±15 % between runs of the
+ * same build; an instruction count does not (four runs of one build agreed within 1 %), so this
+ * is the before/after for a change too small for `npm run bench` to see (BENCH_COMPARE_ENTRY).
+ * It is not a speed: it leaves out cache misses, and valgrind hides the CPU's SHA extensions
+ * (SHA-256 counts several times what it costs). Needs valgrind (Debian package `valgrind`).
+ *
+ * Each target runs under callgrind with instrumentation off, gets a warm-up (every user once,
+ * then more, so the JIT has settled), and is counted over a fixed number of requests. The
+ * figure is the main thread's (the one that runs JavaScript); all threads' is shown beside it.
+ */
+import { execFileSync } from 'node:child_process'
+import { readdir, readFile, rm, mkdir, writeFile } from 'node:fs/promises'
+import { availableParallelism, cpus } from 'node:os'
+import { join, resolve } from 'node:path'
+import { loadBenchConfig } from './config.js'
+import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
+import { runLoad } from './load.js'
+import { freePort, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
+import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare } from './setup.js'
+
+const config = loadBenchConfig(process.env, join(ROOT, 'bench', 'RESULTS.md'))
+const count = (name: string, fallback: number): number => {
+  const value = Number(process.env[name] ?? fallback)
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`)
+  return value
+}
+/** Distinct users: enough for every per-user path to be taken, few enough to warm up quickly. */
+const USERS = count('BENCH_INSTR_USERS', 2000)
+/** Requests before counting starts (at least one per user). */
+const WARMUP = Math.max(count('BENCH_INSTR_WARMUP', 6000), USERS)
+/** Requests counted per target. */
+const REQUESTS = count('BENCH_INSTR_REQUESTS', 2000)
+const DIR = join(OUT, 'instructions')
+/** The report; BENCH_INSTR_RESULTS_FILE writes it elsewhere (e.g. while developing). */
+const RESULTS_FILE = process.env.BENCH_INSTR_RESULTS_FILE ?? join(ROOT, 'bench', 'INSTRUCTIONS.md')
+const startedAt = Date.now()
+
+function say (message: string): void {
+  process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`)
+}
+
+try {
+  execFileSync('valgrind', ['--version'], { stdio: 'ignore' })
+} catch {
+  throw new Error('valgrind is not installed (Debian: apt-get install valgrind)')
+}
+
+interface Counted { name: string, requests: number, mainThread: number, allThreads: number }
+
+/**
+ * callgrind_control finds a process through a file named after the user and host variables
+ * of that process's environment: it must be run with the same ones.
+ */
+function control (proc: Proc, env: Record<string, string>, ...args: string[]): void {
+  const same = { PATH: process.env.PATH ?? '', ...(env.HOST === undefined ? {} : { HOST: env.HOST }) }
+  execFileSync('callgrind_control', [...args, String(proc.pid)], { env: same, stdio: 'ignore' })
+}
+
+/** Sums the `summary:` line of each thread's dump; thread 1 is the main thread. */
+async function readDump (prefix: string): Promise<{ mainThread: number, allThreads: number }> {
+  let mainThread = 0
+  let allThreads = 0
+  for (const file of await readdir(DIR)) {
+    const thread = file.startsWith(`${prefix}.1-`) ? file.slice(prefix.length + 3) : undefined
+    if (thread === undefined) continue
+    const summary = /^summary: (\d+)$/m.exec(await readFile(join(DIR, file), 'utf8'))?.[1]
+    if (summary === undefined) throw new Error(`no summary in ${file}`)
+    allThreads += Number(summary)
+    if (Number(thread) === 1) mainThread = Number(summary)
+  }
+  if (mainThread === 0) throw new Error(`no callgrind dump for ${prefix}`)
+  return { mainThread, allThreads }
+}
+
+async function measure (name: string, start: (port: number, wrapper: string[]) => Promise<{ proc: Proc, env: Record<string, string> }>, jwts: readonly string[]): Promise<Counted> {
+  const prefix = `${name}.out`
+  const wrapper = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${join(DIR, prefix)}`]
+  const { proc, env } = await start(await freePort(), wrapper)
+  try {
+    const warm = await runLoad(proc.url, { connections: config.connections, amount: WARMUP, jwts })
+    if (warm.ok !== WARMUP) throw new Error(`${name}: ${WARMUP - warm.ok} of the warm-up requests failed`)
+    control(proc, env, '--instr=on')
+    const run = await runLoad(proc.url, { connections: config.connections, amount: REQUESTS, jwts })
+    control(proc, env, '--dump')
+    control(proc, env, '--instr=off')
+    if (run.ok !== REQUESTS) throw new Error(`${name}: ${REQUESTS - run.ok} of the counted requests failed`)
+    const { mainThread, allThreads } = await readDump(prefix)
+    say(`${name}: ${(mainThread / REQUESTS / 1000).toFixed(1)} k instructions per request on the main thread, ${(allThreads / REQUESTS / 1000).toFixed(1)} k on all threads`)
+    return { name, requests: REQUESTS, mainThread, allThreads }
+  } finally {
+    await proc.stop()
+  }
+}
+
+function render (rows: Counted[], brokerDescription: string): string {
+  const baseline = rows.find((row) => row.name === 'baseline') as Counted
+  const per = (value: number): string => `${(value / 1000).toFixed(1)} k`
+  const lines = [
+    '# Instructions per token request',
+    '',
+    `Written by \`npm run bench:instructions\` on ${new Date().toISOString()}: Node ${process.version}, ${availableParallelism()} CPUs (${cpus()[0]?.model ?? 'unknown'}), valgrind's callgrind.`,
+    `Broker: ${brokerDescription}. ${config.connections} connections; ${USERS} distinct users; each target warmed up with ${WARMUP} requests, then counted over ${REQUESTS}.`,
+    '',
+    '| target | main thread, per request | all threads, per request | main thread / baseline |',
+    '|---|---|---|---|',
+    ...rows.map((row) => `| ${row.name} | ${per(row.mainThread / row.requests)} | ${per(row.allThreads / row.requests)} | ${(row.mainThread / row.requests / (baseline.mainThread / baseline.requests)).toFixed(2)}× |`),
+    '',
+    'Instructions, not time: cache misses are not in them, and under valgrind the CPU\'s SHA extensions are hidden, so SHA-256 counts several times what it costs.',
+    ''
+  ]
+  return lines.join('\n')
+}
+
+async function main (): Promise<void> {
+  await rm(DIR, { recursive: true, force: true })
+  await mkdir(DIR, { recursive: true })
+  const prepared = await prepare(config, say)
+  const key = createSigningKey()
+  const jwts = await signUserJwts(prepared.signWorker, key, 'user_instr_', USERS, 3600)
+  const jwks = await startJwksServer(key)
+  const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))
+  try {
+    const broker = (label: string, entry: string) => async (port: number, wrapper: string[]) => {
+      const env = brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: emulator.url, jwksUrl: jwks.url })
+      const nodeArgs = [...prepared.brokerNodeFlags, ...config.brokerNodeArgs, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), prepared.brokerHelper]
+      const proc = await startListeningProcess({ name: label, cwd: ROOT, nodeArgs, env, wrapper, logFile: join(DIR, `${label}.log`), startTimeoutMs: 120_000 }, port)
+      return { proc, env }
+    }
+    const rows: Counted[] = []
+    rows.push(await measure('broker', broker('broker', prepared.brokerEntry), jwts))
+    if (config.compareEntry !== undefined) rows.push(await measure('compare', broker('compare', resolve(config.compareEntry)), jwts))
+    rows.push(await measure('baseline', async (port, wrapper) => {
+      const env = baselineEnv({ port, emulatorUrl: emulator.url })
+      const proc = await startListeningProcess({ name: 'baseline', cwd: ROOT, nodeArgs: [prepared.baselineHelper], env, wrapper, startTimeoutMs: 120_000 }, port)
+      return { proc, env }
+    }, jwts))
+    const markdown = render(rows, config.brokerEntry ?? 'src/ compiled with tsconfig.build.json, with the flags of `npm start`')
+    await writeFile(RESULTS_FILE, markdown)
+    process.stdout.write(`\n${markdown}\n`)
+    say(`wrote ${RESULTS_FILE}`)
+  } finally {
+    await emulator.stop()
+    await jwks.close()
+  }
+}
+
+await main()
