@@ -35,7 +35,8 @@ export interface BenchConfig {
   resultsFile: string
 }
 
-function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+/** An integer setting from `env`, or `fallback` when unset; anything else but an integer ≥ `min` is an error. */
+export function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
   const raw = env[name]
   if (raw === undefined || raw === '') return fallback
   const value = Number(raw)

@@ -14,33 +14,22 @@ import { execFileSync } from 'node:child_process'
 import { readdir, readFile, rm, mkdir, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
-import { loadBenchConfig } from './config.js'
+import { integer, loadBenchConfig } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
 import { runLoad } from './load.js'
 import { freePort, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
-import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare } from './setup.js'
+import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say } from './setup.js'
 
 const config = loadBenchConfig(process.env, join(ROOT, 'bench', 'RESULTS.md'))
-const count = (name: string, fallback: number): number => {
-  const value = Number(process.env[name] ?? fallback)
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`)
-  return value
-}
 /** Distinct users: enough for every per-user path to be taken, few enough to warm up quickly. */
-const USERS = count('BENCH_INSTR_USERS', 2000)
+const USERS = integer(process.env, 'BENCH_INSTR_USERS', 2000, 1)
 /** Requests before counting starts (at least one per user). */
-const WARMUP = Math.max(count('BENCH_INSTR_WARMUP', 6000), USERS)
+const WARMUP = Math.max(integer(process.env, 'BENCH_INSTR_WARMUP', 6000, 1), USERS)
 /** Requests counted per target. */
-const REQUESTS = count('BENCH_INSTR_REQUESTS', 2000)
+const REQUESTS = integer(process.env, 'BENCH_INSTR_REQUESTS', 2000, 1)
 const DIR = join(OUT, 'instructions')
 /** The report; BENCH_INSTR_RESULTS_FILE writes it elsewhere (e.g. while developing). */
 const RESULTS_FILE = process.env.BENCH_INSTR_RESULTS_FILE ?? join(ROOT, 'bench', 'INSTRUCTIONS.md')
-const startedAt = Date.now()
-
-function say (message: string): void {
-  process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`)
-}
-
 try {
   execFileSync('valgrind', ['--version'], { stdio: 'ignore' })
 } catch {
@@ -116,7 +105,7 @@ function render (rows: Counted[], brokerDescription: string): string {
 async function main (): Promise<void> {
   await rm(DIR, { recursive: true, force: true })
   await mkdir(DIR, { recursive: true })
-  const prepared = await prepare(config, say)
+  const prepared = await prepare(config)
   const key = createSigningKey()
   const jwts = await signUserJwts(prepared.signWorker, key, 'user_instr_', USERS, 3600)
   const jwks = await startJwksServer(key)

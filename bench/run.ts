@@ -15,7 +15,7 @@ import { createSigningKey, signUserJwts, startJwksServer, type JwksServer } from
 import { burst, runLoad, type LoadResult } from './load.js'
 import { freePort, readCpuMs, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { renderMarkdown, verdicts, type BenchResults, type BrokerLife, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
-import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, type Prepared } from './setup.js'
+import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say, type Prepared } from './setup.js'
 
 /** In-flight requests of a finished run still reach the emulator: let them land before counting. */
 const SETTLE_MS = 300
@@ -36,10 +36,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     say(`${signal}: stopping`)
     stopAll().finally(() => process.exit(130))
   })
-}
-
-function say (message: string): void {
-  process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`)
 }
 
 function describe ({ load, ...cpu }: { load: LoadResult, cpuUsPerRequest?: number, mainThreadBusy?: number, emulatorCpuUsPerRequest?: number, loaderCpuUsPerRequest?: number }): string {
@@ -244,7 +240,7 @@ function describeBroker (flags: readonly string[]): string {
 async function main (): Promise<void> {
   const loadAverage = loadavg()
   say(`bench: ${JSON.stringify(config)}`)
-  const prepared = await prepare(config, say)
+  const prepared = await prepare(config)
 
   const key = createSigningKey()
   say(`signing ${config.users + config.memoryUsers} RS256 JWTs`)

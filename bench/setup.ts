@@ -17,6 +17,13 @@ export const BUILD = join(ROOT, 'node_modules', '.cache', 'mangopay-broker-bench
 export const CLIENT_ID = 'bench-client'
 export const API_KEY = 'bench-api-key-0123456789abcdef'
 
+const startedAt = Date.now()
+
+/** A progress line, stamped with the seconds since the command started. */
+export function say (message: string): void {
+  process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`)
+}
+
 export interface Prepared {
   brokerEntry: string
   /** bench/broker-process.ts as JavaScript: runs the broker, answers heap questions over IPC. */
@@ -30,7 +37,7 @@ export interface Prepared {
 }
 
 /** Compiles src/ (unless another build is given) and the helpers. */
-export async function prepare (cfg: BenchConfig, say: (message: string) => void): Promise<Prepared> {
+export async function prepare (cfg: BenchConfig): Promise<Prepared> {
   await mkdir(OUT, { recursive: true })
   await mkdir(BUILD, { recursive: true })
   // Under node_modules/ the repository's "type": "module" does not reach: say it again here.
