@@ -1,7 +1,7 @@
 /**
  * `npm run bench:instructions`: the instructions a token request costs each target, counted by
  * valgrind's callgrind. Wall-clock figures on a shared machine move by ±15 % between runs of the
- * same build; an instruction count does not (four runs of one build agreed within 1 %), so this
+ * same build; an instruction count does not (five runs of one build agreed within 1 %), so this
  * is the before/after for a change too small for `npm run bench` to see (BENCH_COMPARE_ENTRY).
  * It is not a speed: it leaves out cache misses, and valgrind hides the CPU's SHA extensions
  * (SHA-256 counts several times what it costs). Needs valgrind (Debian package `valgrind`).
