@@ -39,6 +39,16 @@ t.test('headers with 4 and with 6 windows are both parsed', async t => {
 
   t.same(parseRateLimitHeaders({}), [], 'no headers, no windows')
   t.same(parseRateLimitHeaders({ 'x-ratelimit-remaining': 'abc, 5', 'x-ratelimit-reset': '1795860000, 1795861800' }).map(w => w.index), [1], 'a malformed entry is skipped, not fatal')
+  t.same(parseRateLimitHeaders({ 'x-ratelimit-remaining': ' , 5', 'x-ratelimit-reset': '1795860000, 1795861800' }).map(w => w.index), [1], 'so is an empty one: it is not a window with nothing left')
+})
+
+t.test('an empty entry in X-RateLimit-Remaining does not pause calls', async t => {
+  const clock = new ManualClock(NOW)
+  const quota = new QuotaTracker({ reserve: 0.1, clock })
+  const resetS = NOW / 1000 + 900
+  quota.observe(200, { 'x-ratelimit': '1, 1', 'x-ratelimit-remaining': ', 4499', 'x-ratelimit-reset': `${resetS}, ${resetS + 900}` })
+  t.equal(refusal(quota), undefined, 'the next call may go')
+  t.same(quota.snapshot().windows.map(w => w.index), [1], 'only the well-formed window is tracked')
 })
 
 t.test('the tracker blocks at the reserve and unblocks at the reset', async t => {

@@ -38,8 +38,9 @@ const DEFAULT_429_BLOCK_MS = 60_000
 function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
   if (text === undefined || text.trim() === '') return []
-  // Number() ignores the whitespace around each value itself.
-  return text.split(',').map(Number)
+  // Number() ignores the whitespace around a value, but reads an empty entry as 0 (a window
+  // with nothing left): an empty entry is malformed, and skipped like any other.
+  return text.split(',').map(value => value.trim() === '' ? Number.NaN : Number(value))
 }
 
 /** Parses the three headers into windows; malformed or inconsistent entries are skipped. */
