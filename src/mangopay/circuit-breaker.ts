@@ -120,7 +120,8 @@ export class CircuitBreaker {
     } else if (outcome === 'failure') {
       this.#open('probe_failed')
     }
-    // 'ignored' (e.g. refused by the quota guard before calling): the next call probes instead.
+    // 'ignored' (the call failed for a reason of its own: the caller's budget ran out, or a
+    // non-network error): it tells nothing of Mangopay's health, so the next call probes instead.
   }
 
   /** Outcomes of calls admitted while closed; late answers after opening change nothing. */

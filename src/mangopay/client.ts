@@ -6,9 +6,9 @@ import type { Clock } from '../clock.js'
 import type { MangopayConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { BearerStore, type BearerEvent, type BearerGrant } from './bearer-store.js'
-import { postToMangopay, TransportError, withinDeadline, type UpstreamResponse } from './http.js'
+import { postToMangopay, TransportError, upstreamTimeout, withinDeadline, type UpstreamResponse } from './http.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from './circuit-breaker.js'
-import { RetryBudget, RetryPolicy, type RetryReason, type RetrySkipped } from './retry.js'
+import { MIN_ATTEMPT_MS, RetryBudget, RetryPolicy, type RetryReason, type RetrySkipped } from './retry.js'
 import { EmbeddedTokenReuse } from './token-reuse.js'
 import { checkEmbeddedTokenResponse, checkOAuthTokenResponse } from './schemas.js'
 import type { QuotaTracker } from './quota.js'
@@ -206,11 +206,17 @@ export class MangopayClient {
     })
   }
 
-  /** One attempt. The quota guard and the circuit may refuse it before Mangopay is called. */
+  /**
+   * One attempt. It is not started when too little of the caller's budget is left for it to
+   * finish (say, after a slow bearer fetch): it could only spend quota. The quota guard and the
+   * circuit may refuse it too before Mangopay is called.
+   */
   async #attempt (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
+    const started = performance.now()
+    const budgetMs = deadline.at - started
+    if (deadline.aborted || budgetMs < MIN_ATTEMPT_MS) throw upstreamTimeout()
     this.quota.assertCallAllowed()
     const permit = this.#admit(endpoint)
-    const started = performance.now()
     let response: UpstreamResponse
     try {
       response = await postToMangopay(this.#pool, {
@@ -222,7 +228,11 @@ export class MangopayClient {
       })
     } catch (err) {
       const transport = err instanceof TransportError
-      permit.settle(transport ? 'failure' : 'ignored')
+      // A timeout is held against Mangopay only when the attempt had at least half of
+      // MANGOPAY_TIMEOUT_MS: one cut short by what was left of the caller's budget says nothing
+      // of Mangopay's health, and must not open the circuit for everyone.
+      const failure = transport && (err.code !== 'upstream_timeout' || budgetMs >= this.#config.timeoutMs / 2)
+      permit.settle(failure ? 'failure' : 'ignored')
       if (transport) this.#onCallEvent({ type: 'failed', endpoint, failure: err.code === 'upstream_timeout' ? 'timeout' : 'network', durationMs: performance.now() - started })
       throw err
     }
