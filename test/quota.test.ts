@@ -81,6 +81,18 @@ t.test('a 429 blocks until the exhausted window resets, or a minute without head
   t.same(refusal(quota), { code: 'upstream_unavailable', retryAfterS: 60 })
 })
 
+t.test('no pause outlasts the longest window (24 h), whatever the reset header says', async t => {
+  const clock = new ManualClock(NOW)
+  const quota = new QuotaTracker({ reserve: 0, clock })
+  // A reset sent in milliseconds instead of seconds: 1000 times too far in the future.
+  quota.observe(429, { 'x-ratelimit': '2300', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': `${NOW + 120_000}` })
+  t.same(refusal(quota), { code: 'upstream_unavailable', retryAfterS: 86_400 })
+  clock.advance(86_400_000)
+  t.equal(refusal(quota), undefined, 'calls flow again after a day at most')
+  t.ok(quota.adoptBlock(NOW * 1000, 'rate_limited'), 'a block another instance published (REDIS_URL)…')
+  t.same(refusal(quota), { code: 'upstream_unavailable', retryAfterS: 86_400 }, '…is capped the same way')
+})
+
 t.test('when several windows are at the reserve, the latest reset wins', async t => {
   const clock = new ManualClock(NOW)
   const quota = new QuotaTracker({ reserve: 0.5, clock })

@@ -34,6 +34,12 @@ export type QuotaEvent =
 
 /** When a 429 carries no usable reset time, wait this long (Mangopay's shortest window is 15 min; be modest). */
 const DEFAULT_429_BLOCK_MS = 60_000
+/**
+ * No pause lasts longer than Mangopay's longest window (24 h) from now, whatever a reset header
+ * says: a reset sent in milliseconds, or garbage, must not pause the broker (and, through
+ * Redis, every instance) for ever.
+ */
+export const MAX_BLOCK_MS = 24 * 60 * 60 * 1000
 
 function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
@@ -105,8 +111,10 @@ export class QuotaTracker {
    * A block another instance published (REDIS_URL): applied like one of ours, without an event
    * (it is not ours to publish again). True when it paused or lengthened the pause here.
    */
-  adoptBlock (until: number, reason: 'reserve' | 'rate_limited'): boolean {
-    if (until <= this.#clock.now() || until <= this.#blockedUntil) return false
+  adoptBlock (published: number, reason: 'reserve' | 'rate_limited'): boolean {
+    const now = this.#clock.now()
+    const until = Math.min(published, now + MAX_BLOCK_MS)
+    if (until <= now || until <= this.#blockedUntil) return false
     this.#blockedUntil = until
     this.#blockReason = reason
     return true
@@ -119,7 +127,8 @@ export class QuotaTracker {
     return snapshot
   }
 
-  #block (until: number, reason: 'reserve' | 'rate_limited', now: number): void {
+  #block (requested: number, reason: 'reserve' | 'rate_limited', now: number): void {
+    const until = Math.min(requested, now + MAX_BLOCK_MS)
     if (until <= now) return
     const wasBlocked = now < this.#blockedUntil
     const extended = wasBlocked && until > this.#blockedUntil
