@@ -334,3 +334,38 @@ t.test('deadlines: 504 upstream_timeout near MANGOPAY_TIMEOUT_MS', async t => {
     })
   }
 })
+
+t.test('deadlines: MANGOPAY_TIMEOUT_MS counts from the request\'s arrival, authentication included', async t => {
+  // Forward mode: the platform's session endpoint answers after 700 ms.
+  const session = createServer((_req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sub: 'u1', mangopay_user_id: USER_A })), 700)
+  })
+  await new Promise<void>(resolve => session.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { session.close() })
+  const { app, emulator } = await buildTestApp(t, {
+    env: {
+      ...ENV,
+      MANGOPAY_TIMEOUT_MS: '1500',
+      AUTH_MODE: 'forward',
+      AUTH_FORWARD_URL: `http://127.0.0.1:${(session.address() as AddressInfo).port}/session`,
+      AUTH_FORWARD_CACHE_TTL_MS: '0',
+      AUTH_JWT_PUBLIC_KEY: undefined,
+      AUTH_ISSUER: undefined,
+      AUTH_AUDIENCE: undefined
+    }
+  })
+  await app.mangopay.bearers.refresh()
+  const mint = async () => await app.inject({ method: 'POST', url: RECIPIENTS, headers: { authorization: 'Bearer opaque-session' } })
+
+  // 700 ms of session lookup + 1000 ms of Mangopay is past the 1500 ms deadline.
+  emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 1000 } })
+  const started = performance.now()
+  const late = await mint()
+  const elapsed = performance.now() - started
+  assertProblem(t, late, 504, 'upstream_timeout')
+  t.ok(elapsed < 1500 + 700, `answered after ${Math.round(elapsed)} ms: the Mangopay call had only what authentication left of the deadline`)
+
+  // 700 ms + 300 ms fits.
+  emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 300 } })
+  t.equal((await mint()).statusCode, 200, 'a request within the deadline is served')
+})

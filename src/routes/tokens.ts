@@ -94,7 +94,10 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
   async function issue (kind: EmbeddedKind, request: FastifyRequest, reply: FastifyReply): Promise<TokenResponseBody> {
     if (request.tokenContext === null) throw new BrokerError('internal_error', 'The request was not authorised.')
     const { session, userId } = request.tokenContext
-    const token = await withDeadline(mangopay.timeoutMs, deadline => client.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
+    // SPEC §4: MANGOPAY_TIMEOUT_MS is the whole request's deadline, counted from its arrival:
+    // authentication (a forward-mode session call, a key-set fetch) has already spent some of it.
+    const budgetMs = Math.max(1, mangopay.timeoutMs - reply.elapsedTime)
+    const token = await withDeadline(budgetMs, deadline => client.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
       event: 'embedded_token_issued',
