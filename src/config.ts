@@ -454,3 +454,16 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }
+
+/** How long jose may take to fetch AUTH_JWKS_URL's key set. */
+export const JWKS_FETCH_TIMEOUT_MS = 3000
+
+/**
+ * How long shutdown may take before close-with-grace gives up and exits 1: the drain delay,
+ * then the longest a token request already in flight can still run (its deadline, or a
+ * forward-mode session call or key-set fetch that outlasts it), and a margin; never under 15 s.
+ */
+export function shutdownGraceMs (config: Config): number {
+  const longestRequestMs = Math.max(config.mangopay.timeoutMs, config.auth.forward?.timeoutMs ?? 0, JWKS_FETCH_TIMEOUT_MS)
+  return config.server.shutdownDelayMs + Math.max(15_000, longestRequestMs + 5000)
+}

@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, shutdownGraceMs, type Config } from './config.js'
 import { createLogger } from './logging.js'
 
 /**
@@ -25,7 +25,7 @@ async function main (): Promise<void> {
   const app = await buildApp(config, { logger })
 
   // SIGHUP is a reload here, not one of close-with-grace's shutdown signals.
-  closeWithGrace({ delay: config.server.shutdownDelayMs + 15_000, logger, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+  closeWithGrace({ delay: shutdownGraceMs(config), logger, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
     app.lifecycle.shuttingDown = true

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, type Config } from '../src/config.js'
+import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, shutdownGraceMs, type Config } from '../src/config.js'
 import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM } from './helpers.js'
 
 /**
@@ -209,4 +209,11 @@ t.test('the server process exits 1 with every problem in one message on stderr',
   }
   t.notOk(stdout.includes(API_KEY) || stderr.includes(API_KEY), 'the API key is printed nowhere')
   t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+})
+
+t.test('the shutdown grace outlasts the longest request the settings allow', async t => {
+  t.equal(shutdownGraceMs(loadConfig(env({}))), 1000 + 15_000, 'defaults: the drain delay, then 15 s')
+  t.equal(shutdownGraceMs(loadConfig(env({ MANGOPAY_TIMEOUT_MS: '60000', SHUTDOWN_DELAY_MS: '2000' }))), 2000 + 60_000 + 5000, 'a 60 s deadline gets 60 s and a margin after the delay')
+  const forward = loadConfig(env({ AUTH_MODE: 'forward', AUTH_FORWARD_URL: 'https://platform.example.com/session', AUTH_FORWARD_TIMEOUT_MS: '30000', AUTH_JWT_PUBLIC_KEY: undefined, AUTH_ISSUER: undefined, AUTH_AUDIENCE: undefined }))
+  t.equal(shutdownGraceMs(forward), 1000 + 30_000 + 5000, 'a session call allowed 30 s gets them too')
 })
