@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { systemClock, type Clock } from './clock.js'
 import { createLogger } from './logging.js'
-import problem from './http/problem.js'
+import problem, { answerFrameworkError } from './http/problem.js'
 import cors from './http/cors.js'
 import { handleClientError } from './http/client-error.js'
 import { AccessLog } from './http/access-log.js'
@@ -80,6 +80,7 @@ function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Serv
       connectionsCheckingInterval: 1000
     },
     clientErrorHandler: handleClientError,
+    frameworkErrors: answerFrameworkError,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // Unknown fields are an error (SPEC §2), never silently dropped; types are never coerced.

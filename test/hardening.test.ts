@@ -108,3 +108,21 @@ t.test('nosniff and no-store on every response, errors and 404 included; no bann
   t.equal(responses.notFound.statusCode, 404)
   t.equal(responses.wrongMethod.json().code, 'not_found')
 })
+
+t.test('a URL that does not decode → 400 problem+json with the common headers, the path not echoed', async t => {
+  const { port, logs } = await listening(t)
+  for (const path of ['/v1/%zz%3Cscript%3E', '/v1/tokens/%E0%A4%A']) {
+    const { response } = await rawExchange(port, [{ data: `POST ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n` }])
+    const [head = '', body = ''] = response.split('\r\n\r\n')
+    t.match(head, /^HTTP\/1\.1 400 /, path)
+    t.match(head, /\r\ncontent-type: application\/problem\+json/i)
+    t.match(head, /\r\ncache-control: no-store\r\n/i)
+    t.match(head, /\r\nx-content-type-options: nosniff\r\n/i)
+    const requestId = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(head)?.[1]
+    t.ok(requestId, 'a request id')
+    const problem = JSON.parse(body) as Record<string, unknown>
+    t.match(problem, { type: 'about:blank', status: 400, code: 'bad_request', requestId })
+    t.notMatch(body, /script|%zz|%E0/i, 'nothing of the URL comes back')
+    t.ok(logs.lines().some(l => l.requestId === requestId && l.code === 'bad_request'), 'the refusal is logged under its request id')
+  }
+})

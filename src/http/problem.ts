@@ -88,6 +88,20 @@ function fromFastifyError (err: FastifyError): BrokerError {
   return new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
 }
 
+/**
+ * Fastify's `frameworkErrors`: what it refuses before routing (a URL that does not decode, say)
+ * gets the same problem+json as everything else, without the URL echoed. No hook runs on this
+ * path, so the answer carries the common headers and its log line itself.
+ */
+export function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const error = err.code === 'FST_ERR_ASYNC_CONSTRAINT'
+    ? new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
+    : new BrokerError('bad_request', 'The request URL is malformed.')
+  request.log.info({ req: request, code: error.code, fastify: err.code }, `refused: ${error.code}`)
+  reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+  sendProblem(reply, error)
+}
+
 async function problemPlugin (app: FastifyInstance): Promise<void> {
   app.decorateReply('problemCode', null)
   app.setErrorHandler(function handleError (err: FastifyError | BrokerError, request: FastifyRequest, reply: FastifyReply) {
