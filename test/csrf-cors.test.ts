@@ -80,6 +80,17 @@ t.test('CORS preflight from a listed origin: exact headers', async t => {
   }
 })
 
+t.test('CORS: an OPTIONS without Access-Control-Request-Method never gets a text/plain error', async t => {
+  const { app } = await buildTestApp(t, { env })
+  const listed = await app.inject({ method: 'OPTIONS', url: '/v1/tokens/recipients', headers: { origin: APP_ORIGIN } })
+  t.equal(listed.statusCode, 204, 'from a listed origin: answered like a preflight')
+  t.equal(listed.headers['access-control-allow-origin'], APP_ORIGIN)
+  const unlisted = await app.inject({ method: 'OPTIONS', url: '/v1/tokens/recipients', headers: { origin: 'https://evil.example' } })
+  t.equal(unlisted.statusCode, 404)
+  t.match(unlisted.headers['content-type'], /^application\/problem\+json/)
+  t.equal(unlisted.headers['access-control-allow-origin'], undefined)
+})
+
 t.test('CORS: unlisted, null and look-alike origins get no CORS header at all', async t => {
   const { app, emulator } = await buildTestApp(t, { env })
   const jwt = await tokenFor(USER_A)

@@ -22,7 +22,11 @@ async function corsPlugin (app: FastifyInstance, options: { origins: readonly st
     allowedHeaders: ['Authorization', 'Content-Type', 'X-CSRF'],
     exposedHeaders: ['Retry-After', 'X-Request-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'],
     maxAge: PREFLIGHT_MAX_AGE_S,
-    strictPreflight: true
+    // Not strict: the strict check answers an OPTIONS without Access-Control-Request-Method
+    // with a text/plain 400, which no problem+json client can read. Browsers always send the
+    // header; such a request from a listed origin is answered like a preflight, and one from
+    // any other origin is still the plain 404.
+    strictPreflight: false
   })
 }
 
