@@ -1,4 +1,5 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -7,6 +8,7 @@ import type { BearerEvent } from './mangopay/bearer-store.js'
 import type { CircuitState } from './mangopay/circuit-breaker.js'
 import type { CallEvent, EmbeddedKind } from './mangopay/client.js'
 import type { QuotaSnapshot } from './mangopay/quota.js'
+import { problemBody } from './http/problem.js'
 import type { MangopayEndpoint } from './mangopay/upstream-errors.js'
 
 /**
@@ -196,16 +198,22 @@ async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOption
   }
 
   // A listener of its own, so metrics need not be exposed where browsers reach the broker.
+  // Its refusals are problem+json like every other (SPEC §2), the path not echoed.
+  const refuse = (res: ServerResponse, status: 404 | 500, code: 'not_found' | 'internal_error', detail: string): void => {
+    const requestId = randomUUID()
+    res.writeHead(status, { 'content-type': 'application/problem+json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': requestId })
+      .end(JSON.stringify(problemBody(status, code, detail, requestId)))
+  }
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+      refuse(res, 404, 'not_found', 'Only GET /metrics is served here.')
       return
     }
     metrics.registry.metrics().then(
       text => res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
       (err: unknown) => {
         app.log.error({ err }, 'metrics collection failed')
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n')
+        refuse(res, 500, 'internal_error', 'The metrics could not be collected.')
       }
     )
   })
