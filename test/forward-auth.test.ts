@@ -255,3 +255,28 @@ t.test('failed forward authentications count against the address: past the limit
   t.equal(session.received.length, 3, 'no verification work for a refused address')
   t.equal(emulator.control.calls.total, 0)
 })
+
+t.test('a parallel burst of guessed sessions reaches the session endpoint at most AUTH_FAILURE_LIMIT_MAX times', async t => {
+  const session = await startSessionServer(t)
+  const { app, emulator } = await forwardApp(t, session.url, { AUTH_FAILURE_LIMIT_MAX: '3' })
+  const burst = await Promise.all(Array.from({ length: 50 }, async (_, i) => await post(app, URL_RECIPIENTS, { headers: { cookie: `sid=guess-${i}`, ...browserHeaders } })))
+
+  const asked = session.received.length
+  t.ok(asked >= 1 && asked <= 3, `the session endpoint was asked at most 3 times (saw ${asked})`)
+  t.equal(burst.filter(res => res.statusCode === 401).length, asked, 'one 401 per question asked')
+  t.equal(burst.filter(res => res.statusCode === 429).length, 50 - asked, 'every other guess was refused first')
+  assertProblem(t, await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', ...browserHeaders } }), 429, 'rate_limited')
+  t.equal(session.received.length, asked)
+  t.equal(emulator.control.calls.total, 0)
+})
+
+t.test('requests without Cookie or Authorization do not count as failed sign-ins', async t => {
+  const session = await startSessionServer(t)
+  const { app } = await forwardApp(t, session.url, { AUTH_FAILURE_LIMIT_MAX: '3' })
+  for (let i = 0; i < 20; i++) {
+    // What a cross-site page's fetch(url, { mode: 'no-cors', credentials: 'omit' }) sends.
+    assertProblem(t, await post(app, URL_RECIPIENTS, { headers: { origin: 'https://evil.test', 'sec-fetch-site': 'cross-site' } }), 401, 'unauthenticated')
+  }
+  t.equal(session.received.length, 0)
+  t.equal((await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', ...browserHeaders } })).statusCode, 200, 'the address is not locked out')
+})

@@ -97,7 +97,7 @@ t.test('failed authentications: limited per address, before any verification', a
   const bad = [
     await post(app, RECIPIENTS, { token: 'not-a-jwt' }),
     await post(app, RECIPIENTS, { token: await tokenFor(USER_A, {}, { issuer: 'https://other-idp.test/' }) }),
-    await post(app, RECIPIENTS, {})
+    await post(app, RECIPIENTS, { headers: { authorization: 'Basic YWxpY2U6Z3Vlc3M=' } })
   ]
   for (const res of bad) assertProblem(t, res, 401, 'unauthenticated')
 
@@ -110,6 +110,60 @@ t.test('failed authentications: limited per address, before any verification', a
 
   const elsewhere = await app.inject({ method: 'POST', url: RECIPIENTS, remoteAddress: '192.0.2.10', headers: { authorization: `Bearer ${alice}` } })
   t.equal(elsewhere.statusCode, 200, 'another address is not affected')
+})
+
+t.test('failed authentications: a parallel burst is verified at most AUTH_FAILURE_LIMIT_MAX times', async t => {
+  const { app, emulator } = await buildTestApp(t, { env: { AUTH_FAILURE_LIMIT_MAX: '3', AUTH_FAILURE_LIMIT_WINDOW_MS: '60000' } })
+  const good = await tokenFor(USER_A)
+  // A well-formed JWT with a wrong signature: each one that gets through costs an RSA verification.
+  const forged = good.slice(0, -4) + (good.endsWith('AAAA') ? 'BBBB' : 'AAAA')
+  const burst = await Promise.all(Array.from({ length: 50 }, async () => await post(app, RECIPIENTS, { token: forged })))
+
+  const verified = burst.filter(res => res.statusCode === 401)
+  const refused = burst.filter(res => res.statusCode === 429)
+  t.ok(verified.length >= 1 && verified.length <= 3, `at most 3 were verified (401), saw ${verified.length}`)
+  t.equal(refused.length, 50 - verified.length, 'every other one was refused before verification')
+  for (const res of verified) assertProblem(t, res, 401, 'unauthenticated')
+  const first = refused[0]
+  if (first !== undefined) {
+    assertProblem(t, first, 429, 'rate_limited')
+    t.ok(Number(first.headers['retry-after']) >= 1, 'with Retry-After')
+  }
+
+  assertProblem(t, await post(app, RECIPIENTS, { token: good }), 429, 'rate_limited')
+  t.equal(emulator.control.calls.total, 0, 'not even a valid credential is served from that address afterwards')
+})
+
+t.test('failed authentications: a parallel burst of valid credentials from one address is served, a few at a time', async t => {
+  const { app, emulator } = await buildTestApp(t, { env: { AUTH_FAILURE_LIMIT_MAX: '3', RATE_LIMIT_MAX: '1000' } })
+  // Distinct JWTs (none verified before), as from a proxy's or a NAT's users signing in at once.
+  const tokens = await Promise.all(Array.from({ length: 30 }, async (_, i) => await tokenFor(USER_A, { sub: `user-${i}` })))
+  const burst = await Promise.all(tokens.map(async token => await post(app, RECIPIENTS, { token })))
+  t.same(burst.map(res => res.statusCode), Array(30).fill(200), 'every one served: they waited for a turn, none was refused')
+  t.equal(emulator.control.calls.recipient, 30)
+})
+
+t.test('failed authentications: requests without any credential do not count against the address', async t => {
+  const { app } = await buildTestApp(t, { env: { CORS_ORIGINS: 'https://app.example.com', AUTH_COOKIE_NAME: 'session', AUTH_FAILURE_LIMIT_MAX: '3' } })
+  // What any cross-site page can make its visitors' browsers send (fetch with mode 'no-cors',
+  // credentials 'omit'), plus a Cookie header without the session cookie.
+  const credentialLess: Array<Record<string, string>> = [
+    { origin: 'https://evil.test', 'sec-fetch-site': 'cross-site' },
+    { origin: 'https://evil.test', 'sec-fetch-site': 'cross-site', cookie: 'theme=dark' },
+    { 'x-csrf': '1', cookie: 'session=' }
+  ]
+  for (let i = 0; i < 20; i++) {
+    assertProblem(t, await post(app, RECIPIENTS, { headers: credentialLess[i % credentialLess.length] }), 401, 'unauthenticated')
+  }
+  t.equal((await post(app, RECIPIENTS, { token: await tokenFor(USER_A) })).statusCode, 200, 'a valid JWT from that address is still served')
+
+  // A credential that is presented and wrong still counts, whether in the header or the cookie.
+  assertProblem(t, await post(app, RECIPIENTS, { token: 'not-a-jwt' }), 401, 'unauthenticated')
+  assertProblem(t, await post(app, RECIPIENTS, { headers: { authorization: 'Basic YWxpY2U6Z3Vlc3M=' } }), 401, 'unauthenticated')
+  assertProblem(t, await post(app, RECIPIENTS, { headers: { cookie: 'session=forged', 'x-csrf': '1' } }), 401, 'unauthenticated')
+  assertProblem(t, await post(app, RECIPIENTS, { token: await tokenFor(USER_A) }), 429, 'rate_limited')
+  // Once blocked, the address is refused before anything is looked at, credential or not.
+  assertProblem(t, await post(app, RECIPIENTS, {}), 429, 'rate_limited')
 })
 
 t.test('failed authentications: IPv6 addresses count per /64', async t => {

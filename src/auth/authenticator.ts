@@ -10,6 +10,17 @@ export interface Authenticator {
   authenticate (request: FastifyRequest): Promise<Session>
 }
 
+/**
+ * 401 for a request that presented no credential at all. Unlike a wrong credential it is not a
+ * failed sign-in (see failed-auth-limit.ts): any page on the web can make its visitors' browsers
+ * send such requests, and counting them would let it lock those visitors out.
+ */
+export class MissingCredential extends BrokerError {
+  constructor (detail: string) {
+    super('unauthenticated', detail)
+  }
+}
+
 interface Credential { token: string, source: Session['credential'] }
 
 function credentialFrom (request: FastifyRequest, cookieName: string | undefined): Credential {
@@ -21,7 +32,7 @@ function credentialFrom (request: FastifyRequest, cookieName: string | undefined
   }
   const cookie = cookieName === undefined ? undefined : request.cookies[cookieName]
   if (cookie !== undefined && cookie !== '') return { token: cookie, source: 'cookie' }
-  throw new BrokerError('unauthenticated', cookieName === undefined
+  throw new MissingCredential(cookieName === undefined
     ? 'Sign in first: send "Authorization: Bearer <token>".'
     : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
 }

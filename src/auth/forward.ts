@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache'
 import { Pool, type Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import type { Authenticator } from './authenticator.js'
+import { MissingCredential, type Authenticator } from './authenticator.js'
 import { mangopayUserIdsFromClaim, type Session } from './session.js'
 import { readBounded } from '../http/read-bounded.js'
 import { withDeadline, type Deadline } from '../http/deadline.js'
@@ -113,7 +113,7 @@ export class ForwardAuthenticator implements Authenticator {
   async authenticate (request: FastifyRequest): Promise<Session> {
     const credentials = credentialsOf(request)
     if (credentials.cookie === undefined && credentials.authorization === undefined) {
-      throw new BrokerError('unauthenticated', 'Sign in first: send the session cookie or an Authorization header.')
+      throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
     }
     const answer = await this.#lookup(credentials)
     if (!answer.ok) throw unauthenticated({ status: answer.status })
