@@ -17,6 +17,11 @@ const CHECKOUT = '/v1/tokens/checkout'
 
 interface SigningKey { kid: string, privateKey: CryptoKey, jwk: JWK }
 
+async function keyWithoutKid (): Promise<Omit<SigningKey, 'kid'>> {
+  const pair = await generateKeyPair('RS256', { extractable: true })
+  return { privateKey: pair.privateKey, jwk: { ...await exportJWK(pair.publicKey), alg: 'RS256', use: 'sig' } }
+}
+
 async function signingKey (kid: string): Promise<SigningKey> {
   const pair = await generateKeyPair('RS256', { extractable: true })
   return { kid, privateKey: pair.privateKey, jwk: { ...await exportJWK(pair.publicKey), kid, alg: 'RS256', use: 'sig' } }
@@ -120,6 +125,26 @@ t.test('a token signed by a key that is not in the set is 401', async t => {
   // No kid at all, with a key outside the set.
   assertProblem(t, await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: impostor.privateKey })), 401, 'unauthenticated')
   t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
+})
+
+t.test('several keys match a token without kid: the one whose signature checks is used, other checks unchanged', async t => {
+  // Key sets without `kid`s exist (e.g. an old and a new key published during a rotation).
+  const [one, two, outsider] = await Promise.all([keyWithoutKid(), keyWithoutKid(), keyWithoutKid()])
+  const jwks = await startJwksServer(t, [one.jwk, two.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+
+  const first = await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: one.privateKey }))
+  t.equal(first.statusCode, 200, 'signed by the first key')
+  t.equal(first.json().userId, USER_A)
+  t.equal((await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: two.privateKey }))).statusCode, 200, 'signed by the second key')
+
+  assertProblem(t, await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: outsider.privateKey })), 401, 'unauthenticated')
+  // A good signature does not excuse the claims.
+  assertProblem(t, await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: two.privateKey, expiresIn: Math.floor(Date.now() / 1000) - 600 })), 401, 'unauthenticated')
+  assertProblem(t, await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: two.privateKey, audience: 'another-service' })), 401, 'unauthenticated')
+  assertProblem(t, await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: two.privateKey, issuer: 'https://other-idp.test/' })), 401, 'unauthenticated')
+  t.equal(jwks.state.fetches, 1)
+  t.same(emulator.control.minted.map(m => m.kind), ['recipient', 'checkout'])
 })
 
 t.test('JWKS server down on a cold broker → 503 auth_unavailable, not 401', async t => {

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
 import type { JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 
@@ -42,6 +42,29 @@ function keyFor (config: JwtConfig): KeyObject | Uint8Array | JWTVerifyGetKey {
 }
 
 /**
+ * With a key set, a token without `kid` may match several keys (an old and a new one during a
+ * rotation): jose then throws JWKSMultipleMatchingKeys, which yields each candidate key. As jose
+ * documents, the token is verified with each, with the same options, and the first whose
+ * signature checks decides; a bad signature under every candidate is a bad signature.
+ */
+async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, key as KeyObject, options)).payload
+  } catch (err) {
+    if (!(err instanceof joseErrors.JWKSMultipleMatchingKeys)) throw err
+    for await (const candidate of err) {
+      try {
+        return (await jwtVerify(token, candidate, options)).payload
+      } catch (candidateErr) {
+        // Signed by this key but failing another check (expired, wrong audience…): that is the answer.
+        if (!(candidateErr instanceof joseErrors.JWSSignatureVerificationFailed)) throw candidateErr
+      }
+    }
+    throw new joseErrors.JWSSignatureVerificationFailed()
+  }
+}
+
+/**
  * Verifies a JWT: signature with the configured key source, an explicit algorithm allow-list
  * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
  * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
@@ -51,7 +74,7 @@ export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = 
   return async function verify (token) {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
     try {
-      const { payload } = await jwtVerify(token, key as KeyObject, {
+      return await verifyWith(token, key, {
         algorithms: config.algorithms,
         issuer: config.issuer,
         audience: config.audience,
@@ -59,7 +82,6 @@ export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = 
         requiredClaims: ['exp'],
         currentDate: currentDate()
       })
-      return payload
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated('The session token has expired.', err)
       // The key set could not be fetched: the identity provider is down, not the caller's fault.
