@@ -2,7 +2,8 @@ import t from 'tap'
 import { setImmediate as tick } from 'node:timers/promises'
 import { ManualClock } from '../src/clock.js'
 import {
-  BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, type BearerEvent, type BearerGrant
+  BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, refreshAtFor, type Bearer, type BearerEvent,
+  type BearerGrant, type SharedBearers
 } from '../src/mangopay/bearer-store.js'
 
 /**
@@ -20,13 +21,14 @@ const LIFETIME_S = 1200
 const REFRESH_AT_MS = 960_000
 const UNUSABLE_AT_MS = LIFETIME_S * 1000 - HARD_MARGIN_MS
 
-function setup () {
+function setup (shared?: SharedBearers) {
   const clock = new ManualClock()
   const start = clock.now()
   const fetches: PendingFetch[] = []
   const events: BearerEvent[] = []
   const store = new BearerStore({
     clock,
+    shared,
     fetchBearer: async () => await new Promise<BearerGrant>((resolve, reject) => { fetches.push({ resolve, reject }) }),
     onEvent: event => events.push(event)
   })
@@ -303,4 +305,64 @@ t.test('refresh() fetches whatever the bearer age and joins a running fetch', as
   t.equal((await a).token, 'bearer-2')
   t.equal((await b).token, 'bearer-2')
   t.equal(await store.current(), 'bearer-2')
+})
+
+t.test('refreshAfterCredentialChange() waits for a refresh in flight, then makes an OAuth call of its own', async t => {
+  const { store, fetches, warm, at, answer } = setup()
+  await warm()
+  at(REFRESH_AT_MS)
+  t.equal(await store.current(), 'bearer-1')
+  t.equal(fetches.length, 2, 'a background refresh is in flight, with the old credentials')
+
+  const rotation = store.refreshAfterCredentialChange()
+  t.equal(fetches.length, 2, 'it is not duplicated while it runs')
+  answer(1, 'bearer-old-key')
+  t.notOk(await settled(rotation), 'nor joined')
+  t.equal(fetches.length, 3, 'a new OAuth call starts once it is done')
+  const other = store.refresh()
+  t.equal(fetches.length, 3, 'and everyone else joins that one')
+  answer(2, 'bearer-new-key')
+  t.equal((await rotation).token, 'bearer-new-key')
+  t.equal((await other).token, 'bearer-new-key')
+  t.equal(await store.current(), 'bearer-new-key')
+})
+
+t.test('refreshAfterCredentialChange(): the outcome of the refresh in flight does not count, its own does', async t => {
+  const { store, fetches, warm, at, fail, answer } = setup()
+  await warm()
+  at(REFRESH_AT_MS)
+  await store.current()
+  const rotation = store.refreshAfterCredentialChange()
+  fail(1)
+  t.notOk(await settled(rotation), 'a failure with the old credentials is not the answer')
+  answer(2, 'bearer-2')
+  t.equal((await rotation).token, 'bearer-2')
+
+  const refused = new Error('new credentials refused')
+  const again = store.refreshAfterCredentialChange()
+  t.equal(fetches.length, 4, 'with nothing in flight it calls at once')
+  fail(3, refused)
+  await t.rejects(again, refused, 'its own failure is reported')
+  t.equal(store.peek()?.token, 'bearer-2', 'and the current bearer stays')
+})
+
+t.test('refreshAfterCredentialChange() adopts no shared bearer: it may come from the old credentials', async t => {
+  // What other instances shared.
+  const stored: Bearer[] = []
+  const shared: SharedBearers = {
+    obtain: async (accept, fetch) => stored.find(accept) ?? await fetch(),
+    discard: () => {}
+  }
+  const { store, clock, fetches, warm, at, answer } = setup(shared)
+  await warm()
+  at(60_000)
+  const expiresAt = clock.now() + LIFETIME_S * 1000
+  stored.push({ token: 'bearer-other-instance', obtainedAt: clock.now(), expiresAt, refreshAt: refreshAtFor(clock.now(), expiresAt) })
+
+  const rotation = store.refreshAfterCredentialChange()
+  t.equal(fetches.length, 2, 'an OAuth call, though a newer shared bearer is there')
+  answer(1, 'bearer-2')
+  t.equal((await rotation).token, 'bearer-2')
+  t.equal((await store.refresh()).token, 'bearer-other-instance', 'which an ordinary refresh would adopt')
+  t.equal(fetches.length, 2)
 })

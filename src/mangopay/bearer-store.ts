@@ -128,12 +128,23 @@ export class BearerStore {
     }
   }
 
-  /** Starts (or joins) a refresh whatever the current bearer's age: used at boot and on key rotation. */
+  /** Starts (or joins) a refresh whatever the current bearer's age: used at boot and by readiness. */
   async refresh (): Promise<Bearer> {
     return await this.#refresh(false)
   }
 
-  #refresh (background: boolean): Promise<Bearer> {
+  /**
+   * Key rotation: an OAuth call with the credentials as they are now, so its outcome says whether
+   * they work. A refresh in flight may carry the old ones: it is waited for, whatever its outcome,
+   * not joined. Nor is a shared bearer adopted: any refresh may adopt one, and another instance
+   * may have fetched it with the old key and sealed it under the new one.
+   */
+  async refreshAfterCredentialChange (): Promise<Bearer> {
+    while (this.#inflight !== undefined) await this.#inflight.catch(() => {})
+    return await this.#refresh(false, () => false)
+  }
+
+  #refresh (background: boolean, adoptable = this.#adoptable()): Promise<Bearer> {
     if (this.#inflight !== undefined) return this.#inflight
     let fetched: { seconds: number, clamped: boolean } | undefined
     const fetchNew = async (): Promise<Bearer> => {
@@ -146,7 +157,7 @@ export class BearerStore {
         return { token: grant.accessToken, obtainedAt: requestedAt, expiresAt, refreshAt: refreshAtFor(requestedAt, expiresAt) }
       })
     }
-    const obtained = this.#shared === undefined ? fetchNew() : this.#shared.obtain(this.#adoptable(), fetchNew)
+    const obtained = this.#shared === undefined ? fetchNew() : this.#shared.obtain(adoptable, fetchNew)
     const inflight = obtained.then(
       bearer => {
         this.#bearer = bearer
@@ -174,7 +185,7 @@ export class BearerStore {
 
   /**
    * Which shared bearer a refresh may adopt instead of calling Mangopay. Replacing a bearer
-   * that still serves (refresh ahead, key rotation) takes only a newer, still-fresh one;
+   * that still serves (refresh ahead, an explicit refresh) takes only a newer, still-fresh one;
    * otherwise any usable bearer will do, except the one Mangopay just refused.
    */
   #adoptable (): (candidate: Bearer) => boolean {

@@ -8,8 +8,8 @@ import { reloadTlsMaterial, type MangopayConnector, type TlsMaterial } from './t
 /**
  * Key rotation without downtime (SPEC §5, SIGHUP): secrets given as files are read again.
  * A new API key is tried at once with a fresh OAuth call, so a bad key shows in the logs
- * now rather than when the bearer expires; if Mangopay refuses it, the current bearer is kept
- * and serves until it expires. New mTLS material is used by new connections.
+ * now rather than when the bearer expires; if Mangopay refuses it, the previous key stays in
+ * use (and the current bearer with it). New mTLS material is used by new connections.
  */
 
 export interface SecretsReloadResult {
@@ -38,7 +38,8 @@ function tlsFingerprint (material: TlsMaterial | undefined): string {
 
 export function createSecretsReloader (options: SecretsReloaderOptions): () => Promise<SecretsReloadResult> {
   const { config, client, connector, logger } = options
-  let keyFingerprint = fingerprint(config.apiKey)
+  // Kept to be put back if Mangopay refuses a new key.
+  let apiKeyInUse = config.apiKey
   let tlsPrint = tlsFingerprint(config.tls?.material)
 
   function reloadTls (): SecretsReloadResult['tls'] {
@@ -73,21 +74,23 @@ export function createSecretsReloader (options: SecretsReloaderOptions): () => P
       logger.error({ file }, 'MANGOPAY_API_KEY_FILE is empty; the current key stays in use')
       return 'unreadable'
     }
-    const print = fingerprint(apiKey)
-    if (print === keyFingerprint) return 'unchanged'
+    if (apiKey === apiKeyInUse) return 'unchanged'
     client.setApiKey(apiKey)
-    keyFingerprint = print
     try {
-      await client.bearers.refresh()
+      await client.bearers.refreshAfterCredentialChange()
+      apiKeyInUse = apiKey
       logger.info('Mangopay API key rotated: a bearer was obtained with the new key')
       return 'rotated'
     } catch (err) {
-      const held = client.bearers.peek()
-      const bearer = { heldUntil: held === undefined ? null : new Date(held.expiresAt).toISOString() }
       if (err instanceof BrokerError && err.code === 'upstream_auth_failed') {
-        logger.error({ bearer }, 'the new Mangopay API key was refused by Mangopay: the current bearer keeps serving until it expires; fix MANGOPAY_API_KEY_FILE and send SIGHUP again')
+        // Put back, so the next bearer is not fetched with a key Mangopay refuses.
+        client.setApiKey(apiKeyInUse)
+        logger.error('the new Mangopay API key was refused by Mangopay: the previous key stays in use; fix MANGOPAY_API_KEY_FILE and send SIGHUP again')
         return 'refused'
       }
+      apiKeyInUse = apiKey
+      const held = client.bearers.peek()
+      const bearer = { heldUntil: held === undefined ? null : new Date(held.expiresAt).toISOString() }
       logger.warn({ bearer, code: err instanceof BrokerError ? err.code : 'error' }, 'the new Mangopay API key could not be checked (Mangopay unavailable); the next bearer refresh uses it')
       return 'unverified'
     }
