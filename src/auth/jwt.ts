@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
-import type { JwtConfig } from '../config.js'
+import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 
 export type JwtVerifier = (token: string) => Promise<JWTPayload>
@@ -18,7 +18,7 @@ class KeySetUnavailable extends Error {}
 
 function remoteKeySet (url: string): JWTVerifyGetKey {
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
-  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: 3000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
   return async (header, token) => {
     try {
       return await keySet(header, token)
