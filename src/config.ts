@@ -340,6 +340,29 @@ function crossFieldChecks (env: Env, problems: string[]): void {
 /** The failure-ratio rule needs this many calls in its window before it judges. */
 const CIRCUIT_MINIMUM_CALLS = 20
 const PUBLIC_MANGOPAY_HOSTS = new Set(['api.mangopay.com', 'api.sandbox.mangopay.com'])
+/** Mangopay's own hosts, standard and mTLS, by the environment they belong to. */
+const MANGOPAY_HOST_ENVIRONMENTS: Readonly<Record<string, 'sandbox' | 'production'>> = {
+  'api.mangopay.com': 'production',
+  'api-mtls.mangopay.com': 'production',
+  'api.sandbox.mangopay.com': 'sandbox',
+  'api-mtls.sandbox.mangopay.com': 'sandbox'
+}
+
+/**
+ * A MANGOPAY_BASE_URL on one of Mangopay's own hosts must belong to MANGOPAY_ENV: otherwise
+ * answers would name the wrong `environment`, and AUTH_MODE=dev (refused with production) could
+ * mint production tokens through a sandbox setting.
+ */
+function checkHostEnvironment (env: Env, baseUrl: string | undefined, problems: string[]): void {
+  let host: string | undefined
+  try {
+    host = baseUrl === undefined ? undefined : new URL(baseUrl).hostname
+  } catch {}
+  const belongsTo = host === undefined ? undefined : MANGOPAY_HOST_ENVIRONMENTS[host]
+  if (belongsTo !== undefined && belongsTo !== env.MANGOPAY_ENV) {
+    problems.push(`MANGOPAY_BASE_URL is Mangopay's ${belongsTo} host but MANGOPAY_ENV=${env.MANGOPAY_ENV}`)
+  }
+}
 
 /** mTLS files (SPEC §4): read and checked now, so a bad certificate stops start-up. */
 function mangopayTls (env: Env, passphraseFile: string | undefined, baseUrl: string | undefined, problems: string[]): TlsSettings | undefined {
@@ -410,6 +433,7 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   const baseUrl = env.MANGOPAY_BASE_URL === undefined
     ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV]
     : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  checkHostEnvironment(env, baseUrl, problems)
   const config: Config = {
     server: {
       host: env.HOST,

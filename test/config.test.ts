@@ -176,6 +176,15 @@ t.test('jwt mode: exactly one key source, algorithms that fit it', async t => {
   t.same(jwks.auth.jwt?.key, { kind: 'jwks', url: 'https://idp.example.com/.well-known/jwks.json' })
 })
 
+t.test('MANGOPAY_BASE_URL on a Mangopay host must belong to MANGOPAY_ENV', async t => {
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api.mangopay.com' }), /MANGOPAY_BASE_URL is Mangopay's production host but MANGOPAY_ENV=sandbox/, 'production host, sandbox setting')
+  hasProblem(t, env({ AUTH_MODE: 'dev', MANGOPAY_BASE_URL: 'https://api-mtls.mangopay.com/' }), /production host but MANGOPAY_ENV=sandbox/, 'so dev mode cannot reach production through it')
+  hasProblem(t, env({ MANGOPAY_ENV: 'production', MANGOPAY_BASE_URL: 'https://api.sandbox.mangopay.com' }), /sandbox host but MANGOPAY_ENV=production/, 'and the other way round')
+  t.equal(loadConfig(env({ MANGOPAY_ENV: 'production', MANGOPAY_BASE_URL: 'https://api-mtls.mangopay.com' })).mangopay.environment, 'production')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com' })).mangopay.environment, 'sandbox')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example' })).mangopay.baseUrl, 'https://mangopay-proxy.internal.example', 'any other host is the operator\'s business')
+})
+
 t.test('AUTH_MODE=dev is refused with MANGOPAY_ENV=production', async t => {
   hasProblem(t, env({ AUTH_MODE: 'dev', MANGOPAY_ENV: 'production' }), /AUTH_MODE=dev is refused when MANGOPAY_ENV=production/, 'dev in production')
   t.equal(loadConfig(env({ AUTH_MODE: 'dev' })).auth.mode, 'dev', 'dev in sandbox loads')
