@@ -66,7 +66,9 @@ function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Serv
     logController: new AccessLog({ requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: config.server.trustProxy.length > 0 ? config.server.trustProxy : false,
-    return503OnClosing: true,
+    // Requests that still reach a route once close() has begun (pipelined behind one in flight)
+    // get the SPEC's problem+json 503 from the token routes (lifecycle.closing), not Fastify's own.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Deliberate socket limits: slow-header and slow-body clients are cut off, headers are
     // capped (431 beyond), and expired connections are swept every second rather than 30 s.
@@ -150,8 +152,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     certificateExpiresAt: () => certificateExpiresAt(connector?.material)
   })
   app.decorate('reloadSecrets', createSecretsReloader({ config: config.mangopay, client, connector, logger: app.log }))
-  const lifecycle: Lifecycle = { shuttingDown: false }
+  const lifecycle: Lifecycle = { shuttingDown: false, closing: false }
   app.decorate('lifecycle', lifecycle)
+  // close() called directly (an embedding app, tests) drains like SIGTERM does.
+  app.addHook('preClose', done => {
+    lifecycle.shuttingDown = true
+    lifecycle.closing = true
+    done()
+  })
   app.decorate('mangopay', client)
   app.addHook('onClose', async () => {
     if (ownsPool) await pool.close()
@@ -198,6 +206,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const allowedOrigins = new Set(config.cors.origins)
   await app.register(tokenRoutes, {
     client,
+    lifecycle,
     authenticator,
     allowedOrigins,
     clock,

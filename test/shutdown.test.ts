@@ -1,10 +1,10 @@
-import { createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import {
-  USER_A, assertNoSecrets, assertProblem, baseEnv, startTestEmulator, tokenFor, spawnServer
+  USER_A, assertNoSecrets, assertProblem, baseEnv, buildTestApp, startTestEmulator, tokenFor, spawnServer
 } from './helpers.js'
 
 /**
@@ -123,4 +123,36 @@ t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes
   t.ok(records.every(r => typeof r.level === 'number' && typeof r.time === 'string'), 'pino JSON lines')
   t.doesNotThrow(() => assertNoSecrets(server.stdout() + server.stderr(), emulator), 'no secret in the server\'s output')
   t.notOk((server.stdout() + server.stderr()).includes(token), 'the JWT is not logged')
+})
+
+t.test('app.close() drains like SIGTERM: the answer in flight closes its connection, a request pipelined behind it mints nothing', async t => {
+  const { app, emulator, logs } = await buildTestApp(t)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  const jwt = await tokenFor(USER_A)
+  // The first request is held at Mangopay, so close() has to wait for it.
+  emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 800 } })
+  const one = `POST /v1/tokens/recipients HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 0\r\n\r\n`
+  const socket = connect(port, '127.0.0.1')
+  let received = ''
+  socket.on('data', d => { received += d.toString() })
+  const socketClosed = once(socket, 'close')
+  socket.write(one)
+  await until('the first request to reach Mangopay', () => emulator.control.calls.recipient >= 1, 5000)
+  const closing = app.close()
+  await until('close() to begin', () => app.lifecycle.closing, 5000)
+
+  // A second request pipelined on the busy connection: Node starts it at once, but its answer
+  // cannot follow the first one, which closes the connection.
+  socket.write(one)
+  await closing
+  await socketClosed
+  const answers = received.split(/(?=HTTP\/1\.1 )/)
+  t.equal(answers.length, 1, 'one answer on that connection')
+  t.match(answers[0], /^HTTP\/1\.1 200 /, 'the request in flight completed')
+  t.match(answers[0], /\r\nconnection: close\r\n/i, 'and closed its connection')
+  t.equal(emulator.control.calls.recipient, 1, 'the pipelined request made no Mangopay call: no quota spent on an answer nobody gets')
+  t.equal(emulator.control.minted.length, 1)
+  const refused = logs.lines().find(l => l.code === 'shutting_down')
+  t.ok(refused, 'the pipelined request was refused with shutting_down, in the log')
 })

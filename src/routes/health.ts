@@ -5,7 +5,10 @@ import type { MangopayClient } from '../mangopay/client.js'
 import type { Clock } from '../clock.js'
 
 export interface Lifecycle {
+  /** SIGTERM/SIGINT received, or `app.close()` begun: readiness is 503 and answers close their connections. */
   shuttingDown: boolean
+  /** `app.close()` has begun: a token request still reaching a route (pipelined) mints nothing. */
+  closing: boolean
 }
 
 export interface HealthRoutesOptions {

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { withDeadline } from '../http/deadline.js'
 import { auditTokenIssued } from '../http/access-log.js'
+import type { Lifecycle } from './health.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
@@ -47,6 +48,7 @@ declare module 'fastify' {
 
 export interface TokenRoutesOptions {
   client: MangopayClient
+  lifecycle: Pick<Lifecycle, 'closing'>
   authenticator: Authenticator
   allowedOrigins: ReadonlySet<string>
   clock: Clock
@@ -62,7 +64,7 @@ export function tokenFingerprint (token: string): string {
 }
 
 export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
-  const { client, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
+  const { client, lifecycle, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
   const environment = mangopay.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
 
@@ -84,6 +86,8 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
 
   /** preHandler: authentication, CSRF and user selection, so the rate limit can key on the result. */
   async function authorize (request: FastifyRequest): Promise<void> {
+    // Its answer would most likely be lost with its connection: no quota is spent on it.
+    if (lifecycle.closing) throw new BrokerError('shutting_down', 'The broker is shutting down; retry shortly.', { retryAfterS: 1 })
     const session = await authenticator.authenticate(request)
     checkCsrf(request, session, allowedOrigins)
     // The body has passed the route schema by the time preHandlers run.
