@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'auth_unavailable'
+  | 'shared_state_unavailable'
   | 'shutting_down'
   | 'internal_error'
 
@@ -41,6 +42,7 @@ const STATUS: Record<ErrorCode, number> = {
   upstream_unavailable: 503,
   upstream_timeout: 504,
   auth_unavailable: 503,
+  shared_state_unavailable: 503,
   shutting_down: 503,
   internal_error: 500
 }

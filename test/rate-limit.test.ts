@@ -258,6 +258,7 @@ t.test('REDIS_URL: two instances share one per-user budget and one failed-auth c
 t.test('REDIS_URL unreachable: token requests fail closed, no token is minted', async t => {
   const { app, emulator } = await buildTestApp(t, { env: { REDIS_URL: 'redis://127.0.0.1:1', REDIS_KEY_PREFIX: 'broker-test-down:' } })
   const res = await post(app, RECIPIENTS, { token: await tokenFor(USER_A) })
-  assertProblem(t, res, 500, 'internal_error')
+  assertProblem(t, res, 503, 'shared_state_unavailable')
+  t.equal(res.headers['retry-after'], '5', 'a dependency\'s outage: retry later')
   t.equal(emulator.control.calls.total, 0)
 })

@@ -101,9 +101,12 @@ interface RateLimitCommands {
   brokerRateLimitRead (key: string): Promise<[number, number]>
 }
 
-/** A Redis failure fails closed: no token is issued without a working limit. */
+/**
+ * A Redis failure fails closed: no token is issued without a working limit. It is an outage of
+ * a dependency, not a fault of the broker's: 503 with Retry-After, so clients retry later.
+ */
 function storeUnavailable (cause: unknown): BrokerError {
-  return new BrokerError('internal_error', 'The broker\'s shared state cannot be reached right now; try again shortly.', { cause, logFields: { rateLimitStore: 'redis' } })
+  return new BrokerError('shared_state_unavailable', 'The broker\'s shared state cannot be reached right now; try again shortly.', { cause, retryAfterS: 5, logFields: { rateLimitStore: 'redis' } })
 }
 
 /**
