@@ -213,7 +213,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     rateLimit: limits.perUser,
     mangopay: { clientId: config.mangopay.clientId, environment: config.mangopay.environment, timeoutMs: config.mangopay.timeoutMs }
   })
-  await app.register(healthRoutes, { client, lifecycle, clock, timeoutMs: config.mangopay.timeoutMs, ...(redis === undefined ? {} : { redis }) })
+  await app.register(healthRoutes, {
+    client,
+    lifecycle,
+    clock,
+    timeoutMs: config.mangopay.timeoutMs,
+    ...(redis === undefined ? {} : { redis }),
+    ...(verifier.ready === undefined ? {} : { identityProvider: { ready: verifier.ready.bind(verifier) } })
+  })
   await app.register(clientScriptRoutes)
   if (dev !== undefined) await app.register(devLoginRoutes, { dev, userIdClaim: config.auth.userIdClaim })
 

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
 import type { FastifyInstance } from 'fastify'
+import { ManualClock } from '../src/clock.js'
 import { USER_A, assertProblem, buildTestApp, tokenFor } from './helpers.js'
 
 /**
@@ -180,4 +181,36 @@ t.test('JWKS server answering an error → 503 auth_unavailable, then recovers',
   const res = await ask(app, RECIPIENTS, token)
   t.equal(res.statusCode, 200, 'a failed fetch is not cached: the next request fetches again')
   t.equal(jwks.state.fetches, 2)
+})
+
+t.test('readiness: the key set is a configured dependency', async t => {
+  const key = await signingKey('k1')
+  const jwks = await startJwksServer(t, [key.jwk])
+  jwks.state.failWith = 503
+  const clock = new ManualClock()
+  const { app } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock } })
+  const ready = async () => await app.inject({ method: 'GET', url: '/readyz' })
+
+  const down = await ready()
+  assertProblem(t, down, 503, 'upstream_unavailable')
+  t.equal(down.json().checks.identityProvider, 'unavailable')
+  const fetches = jwks.state.fetches
+  t.equal((await ready()).statusCode, 503)
+  t.equal(jwks.state.fetches, fetches, 'while it fails, asked at most every 5 s')
+
+  jwks.state.failWith = undefined
+  clock.advance(5000)
+  const up = await ready()
+  t.equal(up.statusCode, 200)
+  t.equal(up.json().checks.identityProvider, 'ok')
+  const fetched = jwks.state.fetches
+  t.equal((await ready()).statusCode, 200)
+  t.equal(jwks.state.fetches, fetched, 'a fresh key set needs no fetch')
+})
+
+t.test('readiness: a fixed public key needs no identity provider', async t => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200)
+  t.equal(res.json().checks.identityProvider, undefined)
 })

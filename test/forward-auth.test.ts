@@ -280,3 +280,26 @@ t.test('requests without Cookie or Authorization do not count as failed sign-ins
   t.equal(session.received.length, 0)
   t.equal((await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', ...browserHeaders } })).statusCode, 200, 'the address is not locked out')
 })
+
+t.test('readiness: the session endpoint is a configured dependency', async t => {
+  const session = await startSessionServer(t)
+  const clock = new ManualClock()
+  const { app } = await forwardApp(t, session.url, {}, clock)
+  const ready = async () => await app.inject({ method: 'GET', url: '/readyz' })
+
+  const up = await ready()
+  t.equal(up.statusCode, 200)
+  t.equal(up.json().checks.identityProvider, 'ok')
+  t.equal(session.received.length, 1, 'asked once, without credentials')
+  t.equal(session.received[0]?.cookie, undefined)
+  t.equal(session.received[0]?.authorization, undefined)
+  t.equal((await ready()).statusCode, 200)
+  t.equal(session.received.length, 1, 'an answer within the last 30 s is trusted: not asked again')
+
+  await session.close()
+  clock.advance(30_000)
+  const down = await ready()
+  assertProblem(t, down, 503, 'upstream_unavailable')
+  t.equal(down.json().checks.identityProvider, 'unavailable')
+  t.ok(down.headers['retry-after'])
+})

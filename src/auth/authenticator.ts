@@ -8,6 +8,11 @@ import { mangopayUserIdsFromClaim, type Session } from './session.js'
 /** Turns a request's credentials into a verified Session, or refuses with 401. */
 export interface Authenticator {
   authenticate (request: FastifyRequest): Promise<Session>
+  /**
+   * Readiness, where the mode depends on the identity provider (a JWKS, a session endpoint):
+   * true when it answers. Absent when nothing outside the broker is needed (a fixed key).
+   */
+  ready?: () => Promise<boolean>
 }
 
 /**
@@ -40,8 +45,10 @@ function credentialFrom (request: FastifyRequest, cookieName: string | undefined
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
 export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier }): Authenticator {
   // Each distinct JWT is verified once and remembered until its `exp` (see verify-cache.ts).
-  const verify = options.verify ?? cacheVerifications(createJwtVerifier(jwt))
+  const verifier = options.verify === undefined ? createJwtVerifier(jwt) : undefined
+  const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier)
   return {
+    ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
     async authenticate (request) {
       const credential = credentialFrom(request, options.cookieName)
       const claims = await verify(credential.token)

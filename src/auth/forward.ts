@@ -29,6 +29,9 @@ export interface ForwardAuthOptions {
   cacheMaxEntries?: number
 }
 
+/** Readiness trusts an answer of the session endpoint this recent, and asks it otherwise. */
+export const FORWARD_READY_RECENT_MS = 30_000
+
 /** Bound of the answer cache (LRU): about 0.3 KiB each. */
 export const FORWARD_CACHE_MAX_ENTRIES = 10_000
 /** Concurrent distinct lookups that share one call; beyond it a lookup simply goes alone. */
@@ -86,8 +89,12 @@ export class ForwardAuthenticator implements Authenticator {
   /** Sessions and 401s only: an outage is never remembered as an answer. */
   readonly #answers: LRUCache<string, Answer> | undefined
   readonly #inFlight = new Map<string, Promise<Answer>>()
+  readonly #clock: Clock
+  /** When the session endpoint last answered below 500 (readiness). */
+  #answeredAt = -Infinity
 
   constructor (options: ForwardAuthOptions) {
+    this.#clock = options.clock
     this.#url = new URL(options.url)
     this.#timeoutMs = options.timeoutMs
     this.#userIdClaim = options.userIdClaim
@@ -122,6 +129,21 @@ export class ForwardAuthenticator implements Authenticator {
       mangopayUserIds: answer.mangopayUserIds,
       // A cookie rides along on cross-site requests by itself; an Authorization header never does.
       credential: credentials.authorization === undefined ? 'cookie' : 'header'
+    }
+  }
+
+  /**
+   * Readiness (SPEC §2: every configured dependency answers): the session endpoint answered
+   * lately, or answers now a request without credentials (any answer below 500, a 401 most
+   * likely, shows it is up).
+   */
+  async ready (): Promise<boolean> {
+    if (this.#clock.now() - this.#answeredAt < FORWARD_READY_RECENT_MS) return true
+    try {
+      await this.#ask({ cookie: undefined, authorization: undefined })
+      return true
+    } catch {
+      return false
     }
   }
 
@@ -177,6 +199,7 @@ export class ForwardAuthenticator implements Authenticator {
     }
 
     const status = response.statusCode
+    if (status < 500) this.#answeredAt = this.#clock.now()
     if (status < 200 || status >= 300) {
       await response.body.dump({ limit: MAX_ANSWER_BYTES }).catch(() => {})
       if (status >= 500) throw unavailable(undefined, { status })

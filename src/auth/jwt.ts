@@ -5,6 +5,9 @@ import { BrokerError } from '../errors.js'
 
 export type JwtVerifier = (token: string) => Promise<JWTPayload>
 
+/** Readiness of a key source: true when it can verify now (SPEC §2: every configured dependency answers). */
+export type KeySourceReady = () => Promise<boolean>
+
 /** Far larger than any sane session JWT; refuses to parse megabytes of attacker input. */
 const MAX_JWT_LENGTH = 8192
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -16,10 +19,23 @@ function unauthenticated (detail: string, cause?: unknown): BrokerError {
 /** The identity provider's key set could not be fetched (down, an error status, not a key set). */
 class KeySetUnavailable extends Error {}
 
-function remoteKeySet (url: string): JWTVerifyGetKey {
+interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: KeySourceReady }
+
+function remoteKeySet (url: string): KeySource {
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
   const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
-  return async (header, token) => {
+  // Ready while the fetched set is within its cache age (what verification uses without a
+  // fetch), or when it can be fetched now.
+  const ready: KeySourceReady = async () => {
+    if (keySet.fresh) return true
+    try {
+      await keySet.reload()
+      return true
+    } catch {
+      return false
+    }
+  }
+  const key: JWTVerifyGetKey = async (header, token) => {
     try {
       return await keySet(header, token)
     } catch (err) {
@@ -28,16 +44,17 @@ function remoteKeySet (url: string): JWTVerifyGetKey {
       throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
     }
   }
+  return { key, ready }
 }
 
-function keyFor (config: JwtConfig): KeyObject | Uint8Array | JWTVerifyGetKey {
+function keyFor (config: JwtConfig): KeySource {
   switch (config.key.kind) {
     case 'jwks':
       return remoteKeySet(config.key.url)
     case 'public-key':
-      return createPublicKey(config.key.pem)
+      return { key: createPublicKey(config.key.pem) }
     case 'secret':
-      return new TextEncoder().encode(config.key.secret)
+      return { key: new TextEncoder().encode(config.key.secret) }
   }
 }
 
@@ -69,9 +86,9 @@ async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerif
  * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
  * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
  */
-export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = () => new Date()): JwtVerifier {
-  const key = keyFor(config)
-  return async function verify (token) {
+export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = () => new Date()): JwtVerifier & { ready?: KeySourceReady } {
+  const { key, ready } = keyFor(config)
+  async function verify (token: string): Promise<JWTPayload> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
     try {
       return await verifyWith(token, key, {
@@ -91,4 +108,5 @@ export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = 
       throw unauthenticated('The session token is invalid.', err)
     }
   }
+  return ready === undefined ? verify : Object.assign(verify, { ready })
 }

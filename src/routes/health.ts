@@ -18,6 +18,8 @@ export interface HealthRoutesOptions {
   timeoutMs: number
   /** The shared-state store when REDIS_URL is set: a configured dependency readiness checks. */
   redis?: { ping: () => Promise<unknown> }
+  /** The identity provider the auth mode depends on (a JWKS, a session endpoint), if any. */
+  identityProvider?: { ready: () => Promise<boolean> }
 }
 
 /** After a failed bearer attempt, readiness answers from memory for this long (spares Mangopay). */
@@ -29,7 +31,7 @@ const READINESS_RETRY_MS = 5000
  * circuit towards Mangopay is not open, and the broker is not shutting down.
  */
 export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
-  const { client, lifecycle, clock, timeoutMs, redis } = options
+  const { client, lifecycle, clock, timeoutMs, redis, identityProvider } = options
 
   async function redisCheck (): Promise<'ok' | 'unavailable' | undefined> {
     if (redis === undefined) return undefined
@@ -41,6 +43,16 @@ export async function healthRoutes (app: FastifyInstance, options: HealthRoutesO
     }
   }
   let lastFailureAt = -Infinity
+  let identityProviderFailedAt = -Infinity
+
+  /** Asked at most every READINESS_RETRY_MS while it fails: a probe every few seconds must not become a load on it. */
+  async function identityProviderCheck (): Promise<'ok' | 'unavailable' | undefined> {
+    if (identityProvider === undefined) return undefined
+    if (clock.now() - identityProviderFailedAt < READINESS_RETRY_MS) return 'unavailable'
+    if (await identityProvider.ready()) return 'ok'
+    identityProviderFailedAt = clock.now()
+    return 'unavailable'
+  }
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 
@@ -54,17 +66,21 @@ export async function healthRoutes (app: FastifyInstance, options: HealthRoutesO
     if (lifecycle.shuttingDown) return notReady('The broker is shutting down.', { shutdown: true, circuit, bearer: 'skipped', quota })
     const redisState = await redisCheck()
     if (redisState === 'unavailable') return notReady('Redis (shared state) is unreachable.', { shutdown: false, circuit, redis: redisState, bearer: 'skipped', quota })
+    const identityProviderState = await identityProviderCheck()
+    if (identityProviderState === 'unavailable') {
+      return notReady('The identity provider cannot be reached.', { shutdown: false, circuit, redis: redisState, identityProvider: identityProviderState, bearer: 'skipped', quota })
+    }
     if (circuit === 'open') {
       return notReady('Mangopay is failing; the circuit is open.', { shutdown: false, circuit, bearer: client.bearers.peek() === undefined ? 'skipped' : 'held', quota }, client.circuit.retryAfterMs() / 1000)
     }
-    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, circuit, redis: redisState, bearer: 'held', quota } }
+    if (client.bearers.peek() !== undefined) return { status: 'ready', checks: { shutdown: false, circuit, redis: redisState, identityProvider: identityProviderState, bearer: 'held', quota } }
     if (clock.now() - lastFailureAt < READINESS_RETRY_MS) return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit, bearer: 'unavailable', quota })
     try {
       await Promise.race([
         client.bearers.refresh(),
         new Promise((_resolve, reject) => setTimeout(reject, Math.min(timeoutMs, 3000), new Error('timeout')).unref())
       ])
-      return { status: 'ready', checks: { shutdown: false, circuit: client.circuit.state, redis: redisState, bearer: 'obtained', quota } }
+      return { status: 'ready', checks: { shutdown: false, circuit: client.circuit.state, redis: redisState, identityProvider: identityProviderState, bearer: 'obtained', quota } }
     } catch {
       lastFailureAt = clock.now()
       return notReady('No Mangopay bearer could be obtained.', { shutdown: false, circuit: client.circuit.state, bearer: 'unavailable', quota })
