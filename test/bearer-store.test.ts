@@ -1,9 +1,10 @@
 import t from 'tap'
 import { setImmediate as tick } from 'node:timers/promises'
 import { ManualClock } from '../src/clock.js'
+import { BrokerError } from '../src/errors.js'
 import {
-  BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, refreshAtFor, type Bearer, type BearerEvent,
-  type BearerGrant, type SharedBearers
+  BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, refreshAtFor, REFUSAL_MEMORY_MS, YOUNG_BEARER_MS,
+  type Bearer, type BearerEvent, type BearerGrant, type SharedBearers
 } from '../src/mangopay/bearer-store.js'
 
 /**
@@ -68,6 +69,20 @@ async function settled (promise: Promise<unknown>): Promise<boolean> {
   await tick()
   await tick()
   return done
+}
+
+/** The error `promise` has rejected with once pending callbacks have run; undefined if it has not. */
+async function rejectionOf (promise: Promise<unknown>): Promise<unknown> {
+  let error: unknown
+  promise.catch((err: unknown) => { error = err })
+  await tick()
+  await tick()
+  return error
+}
+
+/** What the client's OAuth call throws when Mangopay refuses the credentials (400/401/403). */
+function credentialsRefused (detail = 'refused'): BrokerError {
+  return new BrokerError('upstream_auth_failed', detail)
 }
 
 t.test('a fresh bearer is reused: one OAuth call until the refresh point', async t => {
@@ -365,4 +380,103 @@ t.test('refreshAfterCredentialChange() adopts no shared bearer: it may come from
   t.equal((await rotation).token, 'bearer-2')
   t.equal((await store.refresh()).token, 'bearer-other-instance', 'which an ordinary refresh would adopt')
   t.equal(fetches.length, 2)
+})
+
+t.test('isYoung(token, at): only the bearer that replaced a refused one, less than YOUNG_BEARER_MS after it was obtained', async t => {
+  const { store, fetches, start, warm, answer, at } = setup()
+  await warm()
+  t.notOk(store.isYoung('bearer-1', start + 1), 'a bearer fetched for no refusal is never young: a 401 on it gets a new one')
+
+  at(1000)
+  store.invalidate('bearer-1')
+  const replacement = store.current()
+  answer(fetches.length - 1, 'bearer-2')
+  await replacement
+  t.ok(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS - 1), 'its replacement is young just before')
+  t.notOk(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS), 'no longer from then on')
+  t.notOk(store.isYoung('bearer-1', start + 1000), 'a bearer no longer held is not young')
+})
+
+t.test('a refusal of the credentials is remembered for REFUSAL_MEMORY_MS: needs meanwhile get it again, without an OAuth call', async t => {
+  const { store, fetches, events, at, fail, answer } = setup()
+  const refused = credentialsRefused()
+  const first = store.current()
+  fail(0, refused)
+  await t.rejects(first, refused)
+
+  for (const ms of [0, REFUSAL_MEMORY_MS - 1]) {
+    at(ms)
+    t.equal(await rejectionOf(store.current()), refused, `+${ms} ms: a need gets the same refusal at once`)
+    t.equal(await rejectionOf(store.refresh()), refused, 'and so does readiness')
+  }
+  t.equal(fetches.length, 1, 'without an OAuth call')
+  t.equal(events.filter(e => e.type === 'refresh_failed').length, 1, 'nor a refresh reported as failed')
+
+  at(REFUSAL_MEMORY_MS)
+  const again = store.current()
+  t.equal(fetches.length, 2, 'once the memory lapses, Mangopay is asked again')
+  answer(1, 'bearer-1')
+  t.equal(await again, 'bearer-1')
+
+  for (const code of ['upstream_unavailable', 'upstream_timeout', 'upstream_error'] as const) {
+    const transient = setup()
+    const failed = transient.store.current()
+    transient.fail(0, new BrokerError(code, 'Mangopay is failing'))
+    await t.rejects(failed)
+    transient.store.current().catch(() => {})
+    t.equal(transient.fetches.length, 2, `${code} is not a refusal: not remembered`)
+  }
+})
+
+t.test('refreshAfterCredentialChange() calls OAuth despite a remembered refusal, and does not remember its own', async t => {
+  const { store, fetches, fail, answer } = setup()
+  const refused = credentialsRefused('old key refused')
+  const first = store.current()
+  fail(0, refused)
+  await t.rejects(first, refused)
+  t.equal(await rejectionOf(store.current()), refused, 'the refusal is remembered')
+
+  const wrongKey = store.refreshAfterCredentialChange()
+  t.equal(fetches.length, 2, 'new credentials are tried at once')
+  fail(1, credentialsRefused('new key refused'))
+  await t.rejects(wrongKey, /new key refused/, 'their refusal is reported')
+  t.equal(await rejectionOf(store.current()), refused, 'but not remembered: the caller puts the previous credentials back')
+
+  const goodKey = store.refreshAfterCredentialChange()
+  t.equal(fetches.length, 3)
+  answer(2, 'bearer-new-key')
+  t.equal((await goodKey).token, 'bearer-new-key')
+  store.invalidate('bearer-new-key')
+  store.current().catch(() => {})
+  t.equal(fetches.length, 4, 'a bearer obtained forgets the refusal')
+})
+
+t.test('a 401 on a bearer a refresh ahead replaced meanwhile: the replacement goes too, unless obtained after the refused call', async t => {
+  const { store, clock, fetches, warm, at, answer } = setup()
+  await warm()
+  at(REFRESH_AT_MS - 1)
+  const sentBeforeRefresh = clock.now()
+  at(REFRESH_AT_MS)
+  t.equal(await store.current(), 'bearer-1', 'a call is sent with bearer-1, and a refresh ahead starts')
+  answer(1, 'bearer-2')
+  await tick()
+  store.invalidate('bearer-1', sentBeforeRefresh)
+  t.equal(store.peek()?.token, 'bearer-2', 'a replacement requested after the refused call stays')
+
+  at(REFRESH_AT_MS + REFRESH_AT_MS)
+  const sentAt = clock.now()
+  t.equal(await store.current(), 'bearer-2', 'another call, another refresh ahead')
+  answer(2, 'bearer-3')
+  await tick()
+  t.equal(store.peek()?.token, 'bearer-3', 'which replaces bearer-2 before the 401 on it comes back')
+  store.invalidate('bearer-2', sentAt)
+  t.equal(store.peek(), undefined, 'bearer-3, requested no later than the refused call, may have been revoked with it: it goes too')
+  const renewed = store.current()
+  t.equal(fetches.length, 4, 'a need fetches a new one')
+  answer(3, 'bearer-4')
+  t.equal(await renewed, 'bearer-4')
+
+  store.invalidate('bearer-2', sentAt)
+  t.equal(store.peek()?.token, 'bearer-4', 'a bearer fetched once none was usable stays, though obtained at the same instant')
+  t.equal(fetches.length, 4)
 })

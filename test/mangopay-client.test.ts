@@ -1,12 +1,17 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
+import { ManualClock } from '../src/clock.js'
 import type { Emulator, EndpointName, ReceivedRequest } from '../src/emulator/index.js'
+import { REFUSAL_MEMORY_MS, YOUNG_BEARER_MS } from '../src/mangopay/bearer-store.js'
 import {
-  API_KEY, buildTestApp, CLIENT_ID, post, tokenFor, USER_A, type TestApp
+  API_KEY, assertProblem, buildTestApp, CLIENT_ID, post, tokenFor, USER_A, type TestApp
 } from './helpers.js'
 
 /**
@@ -41,6 +46,12 @@ function embeddedCalls (emulator: Emulator): number {
 async function setup (t: Parameters<typeof buildTestApp>[0], options: Parameters<typeof buildTestApp>[1] = {}): Promise<TestApp & { jwt: string }> {
   const built = await buildTestApp(t, { ...options, env: { ...ENV, ...options.env } })
   return { ...built, jwt: await tokenFor(USER_A) }
+}
+
+/** The broker and the emulator on one ManualClock, so a test can age the bearer. */
+async function setupWithClock (t: Parameters<typeof buildTestApp>[0], options: Parameters<typeof buildTestApp>[1] = {}): Promise<TestApp & { jwt: string, clock: ManualClock }> {
+  const clock = new ManualClock()
+  return { ...await setup(t, { ...options, deps: { clock }, emulator: { clock } }), clock }
 }
 
 /** A bearer straight from the emulator's OAuth endpoint, as if another instance had asked. */
@@ -158,9 +169,10 @@ t.test('the bearer is reused across requests', async t => {
 })
 
 t.test('a revoked bearer: one re-authentication, one retry, the request still succeeds', async t => {
-  const { app, emulator, jwt } = await setup(t)
+  const { app, emulator, jwt, clock } = await setupWithClock(t)
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200)
   const old = emulator.control.bearers[0]?.token
+  clock.advance(YOUNG_BEARER_MS)
   emulator.control.revokeBearers()
   const embeddedBefore = embeddedCalls(emulator)
 
@@ -179,8 +191,9 @@ t.test('a revoked bearer: one re-authentication, one retry, the request still su
 })
 
 t.test('a persistent 401: 502 upstream_auth_failed after one re-authentication, never a loop', async t => {
-  const { app, emulator, jwt } = await setup(t)
+  const { app, emulator, jwt, clock } = await setupWithClock(t)
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200)
+  clock.advance(YOUNG_BEARER_MS)
   emulator.control.inject({ target: 'embedded', fault: { kind: 'status', status: 401, body: INVALID_CREDENTIALS } })
   const oauthBefore = emulator.control.calls.oauth
   const embeddedBefore = embeddedCalls(emulator)
@@ -200,19 +213,65 @@ t.test('a persistent 401: 502 upstream_auth_failed after one re-authentication, 
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'healthy once Mangopay accepts the bearer again')
 })
 
-t.test('OAuth refused (wrong API key): 502 upstream_auth_failed, no embedded call, and not cached', async t => {
-  const { app, emulator, jwt } = await setup(t)
+t.test('a 401 on every bearer (a key without embedded rights): one re-authentication, then 502 at once, at most one OAuth call per YOUNG_BEARER_MS', async t => {
+  const { app, emulator, logs, jwt, clock } = await setupWithClock(t)
+  emulator.control.inject({ target: 'embedded', fault: { kind: 'status', status: 401, body: INVALID_CREDENTIALS } })
+  const refusedTen = async (): Promise<void> => {
+    for (let i = 0; i < 10; i++) assertProblem(t, await post(app, RECIPIENTS, { token: jwt }), 502, 'upstream_auth_failed')
+  }
+  const keptLines = () => logs.lines().filter(l => l.msg === 'Mangopay refused the bearer that replaced a refused one seconds ago; not re-authenticating, another would be refused too').length
+
+  await refusedTen()
+  t.equal(emulator.control.calls.oauth, 2, 'the first request drops the bearer and gets a new one once (SPEC §4); the other nine make no OAuth call')
+  t.equal(embeddedCalls(emulator), 11, 'the first request retried once, the others did not')
+  t.equal(keptLines(), 9, 'each of the nine says why')
+
+  clock.advance(YOUNG_BEARER_MS)
+  await refusedTen()
+  t.equal(emulator.control.calls.oauth, 3, 'once that bearer is older, one re-authentication again; its young successor is kept')
+  t.equal(embeddedCalls(emulator), 22)
+
+  emulator.control.clearFaults()
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'healthy once Mangopay accepts the bearer')
+  t.equal(emulator.control.calls.oauth, 3, 'the bearer kept is the one used')
+})
+
+t.test('OAuth refused (wrong API key): 502 upstream_auth_failed, remembered for REFUSAL_MEMORY_MS, never cached as a bearer', async t => {
+  const { app, emulator, jwt, clock } = await setupWithClock(t)
   emulator.control.setApiKey('other')
-  const res = await post(app, RECIPIENTS, { token: jwt })
-  t.equal(res.statusCode, 502)
-  t.match(res.headers['content-type'], /^application\/problem\+json/)
-  t.equal(res.json().code, 'upstream_auth_failed')
-  t.equal(emulator.control.calls.oauth, 1)
+  for (let i = 0; i < 20; i++) assertProblem(t, await post(app, RECIPIENTS, { token: jwt }), 502, 'upstream_auth_failed')
+  t.equal(emulator.control.calls.oauth, 1, 'one OAuth call for twenty requests')
   t.equal(embeddedCalls(emulator), 0, 'no embedded call without a bearer')
   t.equal(emulator.control.bearers.length, 0)
 
   emulator.control.setApiKey(API_KEY)
-  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'the failure was not cached')
+  clock.advance(REFUSAL_MEMORY_MS - 1)
+  assertProblem(t, await post(app, RECIPIENTS, { token: jwt }), 502, 'upstream_auth_failed')
+  t.equal(emulator.control.calls.oauth, 1, 'still remembered just before REFUSAL_MEMORY_MS')
+  clock.advance(1)
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'then Mangopay is asked again')
+  t.equal(emulator.control.calls.oauth, 2)
+})
+
+t.test('a key rotation (SIGHUP) while a refusal is remembered still calls OAuth, with the new key', async t => {
+  const newKey = 'sk_test_embedded_rotated_0a1b2c3d4e5f6789'
+  const dir = mkdtempSync(join(tmpdir(), 'broker-refusal-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const keyFile = join(dir, 'mangopay-api-key')
+  writeFileSync(keyFile, API_KEY)
+  const { app, emulator, logs, jwt } = await setupWithClock(t, { env: { MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: keyFile } })
+  t.teardown(() => {
+    if (logs.text().includes(newKey)) throw new Error('the new key reached the logs')
+  })
+  emulator.control.setApiKey(newKey)
+  for (let i = 0; i < 3; i++) assertProblem(t, await post(app, RECIPIENTS, { token: jwt }), 502, 'upstream_auth_failed')
+  t.equal(emulator.control.calls.oauth, 1, 'the refusal of the old key is remembered')
+
+  writeFileSync(keyFile, newKey)
+  t.same(await app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+  t.equal(emulator.control.calls.oauth, 2, 'the new key was tried at once')
+  t.equal(received(emulator, 'oauth').at(-1)?.headers.authorization, `Basic ${Buffer.from(`${CLIENT_ID}:${newKey}`).toString('base64')}`)
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'and serves at once')
   t.equal(emulator.control.calls.oauth, 2)
 })
 
@@ -244,9 +303,11 @@ t.test('odd expires_in from OAuth still yields a usable bearer, without an OAuth
   }
 
   t.test('expires_in 0 on a bearer Mangopay then refuses: re-authenticates and succeeds', async t => {
-    const { app, emulator, jwt } = await setup(t)
+    const { app, emulator, jwt, clock } = await setupWithClock(t)
     const fake = 'x'.repeat(32)
     emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'status', status: 200, body: { access_token: fake, token_type: 'bearer', expires_in: 0 } } })
+    await app.mangopay.bearers.refresh()
+    clock.advance(YOUNG_BEARER_MS)
     const res = await post(app, RECIPIENTS, { token: jwt })
     t.equal(res.statusCode, 200)
     t.equal(res.json().clientToken, emulator.control.minted[0]?.token)
@@ -280,7 +341,7 @@ t.test('a browser that leaves while its token is minted: the token is still audi
 })
 
 t.test('logs of a happy-path and fault run hold no secret, and one audit line per token', async t => {
-  const { app, emulator, logs } = await setup(t)
+  const { app, emulator, logs, clock } = await setupWithClock(t)
   const jwt = await tokenFor(USER_A, {}, { subject: 'idp|audit-subject' })
   const issued: Array<{ kind: string, requestId: string, body: Record<string, unknown> }> = []
   async function mint (url: string, kind: string): Promise<void> {
@@ -291,6 +352,7 @@ t.test('logs of a happy-path and fault run hold no secret, and one audit line pe
 
   await mint(RECIPIENTS, 'recipient')
   await mint(CHECKOUT, 'checkout')
+  clock.advance(YOUNG_BEARER_MS)
   emulator.control.revokeBearers()
   await mint(RECIPIENTS, 'recipient')
   emulator.control.inject({
@@ -299,8 +361,10 @@ t.test('logs of a happy-path and fault run hold no secret, and one audit line pe
     fault: { kind: 'status', status: 400, body: { Message: 'bad', Type: 'param_error', Id: 'e-1', Date: 1764324000, errors: { 'claims.userId': 'no' } } }
   })
   t.equal((await post(app, CHECKOUT, { token: jwt })).statusCode, 502)
+  clock.advance(YOUNG_BEARER_MS)
   emulator.control.inject({ target: 'embedded', fault: { kind: 'status', status: 401, body: INVALID_CREDENTIALS } })
-  t.equal((await post(app, CHECKOUT, { token: jwt })).statusCode, 502)
+  t.equal((await post(app, CHECKOUT, { token: jwt })).statusCode, 502, 'one re-authentication')
+  t.equal((await post(app, CHECKOUT, { token: jwt })).statusCode, 502, 'none for the bearer it gave')
   emulator.control.clearFaults()
   // Persistent, so that retries of network errors cannot turn it into a success.
   emulator.control.inject({ target: 'embedded', fault: { kind: 'reset' } })

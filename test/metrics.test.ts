@@ -1,5 +1,7 @@
 import t from 'tap'
 import { request } from 'undici'
+import { ManualClock } from '../src/clock.js'
+import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import {
   API_KEY, buildTestApp, issuedJwts, post, tokenFor, USER_A, USER_B, USER_C, type TestApp
 } from './helpers.js'
@@ -114,10 +116,12 @@ t.test('a known sequence of requests, then exact counts', async t => {
 })
 
 t.test('a bearer refresh failure and a bearer dropped after a 401 are counted', async t => {
-  const { app, emulator } = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000' } })
+  const clock = new ManualClock()
+  const { app, emulator } = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000' }, emulator: { clock }, deps: { clock } })
   const jwt = await tokenFor(USER_A)
   emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'status', status: 401 } })
   t.equal((await post(app, '/v1/tokens/recipients', { token: jwt })).statusCode, 502)
+  clock.advance(REFUSAL_MEMORY_MS) // the refusal is remembered that long
   t.equal((await post(app, '/v1/tokens/recipients', { token: jwt })).statusCode, 200)
   emulator.control.revokeBearers()
   t.equal((await post(app, '/v1/tokens/recipients', { token: jwt })).statusCode, 200)

@@ -7,7 +7,7 @@ import { buildApp, type AppDeps } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { ManualClock } from '../src/clock.js'
 import { closeRedisClient, createRedisClient } from '../src/redis.js'
-import { BearerStore, HARD_MARGIN_MS, refreshAtFor, type Bearer } from '../src/mangopay/bearer-store.js'
+import { BearerStore, HARD_MARGIN_MS, refreshAtFor, YOUNG_BEARER_MS, type Bearer } from '../src/mangopay/bearer-store.js'
 import { RedisSharedBearers, sharedStateScope } from '../src/mangopay/shared-bearer.js'
 import type { Emulator } from '../src/emulator/index.js'
 import {
@@ -102,23 +102,52 @@ t.test('two instances, 200 concurrent cold requests: one OAuth call, one bearer,
   t.ok(ttl > 0 && ttl <= 1200_000 - HARD_MARGIN_MS, `kept only while usable (${ttl} ms)`)
 })
 
-t.test('after Mangopay revokes the bearer, both instances recover with one extra OAuth call', async t => {
-  const { a, b, emulator } = await twoInstances(t)
+t.test('after Mangopay revokes the bearer, both instances recover, with one OAuth call each', async t => {
+  const clock = new ManualClock()
+  const { a, b, emulator } = await twoInstances(t, { clock })
   const jwt = await tokenFor(USER_A)
   t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal((await post(b, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal(emulator.control.calls.oauth, 1)
   const revoked = a.mangopay.bearers.peek()?.token
 
+  clock.advance(YOUNG_BEARER_MS)
   emulator.control.revokeBearers()
   const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) => await post(i % 2 === 0 ? a : b, CHECKOUT, { token: jwt })))
   t.same(answers.filter(r => r.statusCode !== 200).map(r => r.statusCode), [], 'every request recovers')
-  t.equal(emulator.control.calls.oauth, 2, 'exactly one extra OAuth call for both instances')
-  const renewed = a.mangopay.bearers.peek()?.token
-  t.not(renewed, revoked)
-  t.equal(b.mangopay.bearers.peek()?.token, renewed, 'the other instance adopted the new bearer, not the refused one')
+  // The clock stands still: neither instance's new bearer was obtained after the other's
+  // refused calls were sent, so neither can tell it from one revoked with the old bearer.
+  t.equal(emulator.control.calls.oauth, 3, 'one re-authentication per instance, not one per request')
+  const renewed = [a.mangopay.bearers.peek()?.token, b.mangopay.bearers.peek()?.token]
+  t.notOk(renewed.includes(revoked), 'neither holds the revoked bearer')
   const lastMinted = emulator.control.minted.slice(-20)
-  t.ok(lastMinted.every(m => m.bearer === renewed), 'the tokens after recovery were minted with the new bearer')
+  t.ok(lastMinted.every(m => renewed.includes(m.bearer)), 'the tokens after recovery were minted with the new bearers')
+})
+
+t.test('after a 401, a bearer another instance obtained before the refused call is not adopted: a new one is fetched', async t => {
+  const clock = new ManualClock()
+  const { a, b, emulator } = await twoInstances(t, { clock })
+  const jwt = await tokenFor(USER_A)
+  t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
+  t.equal((await post(b, RECIPIENTS, { token: jwt })).statusCode, 200)
+  const first = a.mangopay.bearers.peek()
+  if (first === undefined) throw new Error('no bearer held')
+
+  // A refreshes ahead and shares its new bearer; B, idle meanwhile, still holds the first one.
+  clock.set(first.refreshAt + 1000)
+  t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
+  t.ok(await eventually(() => a.mangopay.bearers.peek()?.token !== first.token), 'A refreshed')
+  t.equal(b.mangopay.bearers.peek()?.token, first.token)
+
+  // Mangopay revokes every bearer (a key reset, an incident): A's new one too.
+  emulator.control.revokeBearers()
+  const oauthBefore = emulator.control.calls.oauth
+  const res = await post(b, RECIPIENTS, { token: jwt })
+  t.equal(res.statusCode, 200, 'B re-authenticates and is served')
+  t.equal(emulator.control.calls.oauth - oauthBefore, 1, 'with an OAuth call of its own')
+  const renewed = b.mangopay.bearers.peek()?.token
+  t.not(renewed, a.mangopay.bearers.peek()?.token, 'not A\'s bearer, revoked too')
+  t.equal(emulator.control.minted.at(-1)?.bearer, renewed, 'the token was minted with the new bearer')
 })
 
 t.test('a quota pause on one instance pauses the other without any Mangopay call', async t => {
@@ -281,10 +310,13 @@ t.test('bearer stores on two instances: refresh ahead, rotation and 401 share on
   t.equal((await a.refresh()).token, 'bearer-3', 'an explicit refresh (key rotation) does call Mangopay')
   t.equal(fetches, 3)
 
-  a.invalidate('bearer-3')
-  b.invalidate('bearer-2')
+  // Both refused calls were sent before A re-authenticates: B may adopt what A gets.
+  const sentAt = clock.now()
+  clock.advance(1)
+  a.invalidate('bearer-3', sentAt)
+  b.invalidate('bearer-2', sentAt)
   t.equal(await a.current(), 'bearer-4', 'after a 401 the refused bearer is not adopted again')
-  t.equal(await b.current(), 'bearer-4')
+  t.equal(await b.current(), 'bearer-4', 'one obtained after the refused call is')
   t.equal(fetches, 4)
 
   clock.set(start + 960_000 + 1200_000)

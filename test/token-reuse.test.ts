@@ -1,8 +1,11 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { ManualClock } from '../src/clock.js'
 import type { EmbeddedToken } from '../src/mangopay/client.js'
 import { EmbeddedTokenReuse } from '../src/mangopay/token-reuse.js'
-import { buildTestApp, post, tokenFor, USER_A, USER_B, type TestApp } from './helpers.js'
+import { assertProblem, buildTestApp, post, tokenFor, USER_A, USER_B, type TestApp } from './helpers.js'
 
 /**
  * Optional embedded-token reuse (EMBEDDED_TOKEN_REUSE_MIN_TTL_S, SPEC §4): a token with at
@@ -97,6 +100,42 @@ t.test('on: concurrent identical requests share one Mangopay call', async t => {
   t.equal(new Set(answers.map(a => a.clientToken)).size, 1, 'all got that one token')
   t.equal(broker.audits().filter(a => a.reused === false).length, 1, 'one minted')
   t.equal(broker.audits().filter(a => a.reused === true).length, 9, 'nine shared')
+})
+
+t.test('on: a request that joins a call in flight waits within its own deadline, not the first request\'s', async t => {
+  // Forward mode: the platform's session endpoint takes 1500 ms for the first request, none for the second.
+  const session = createServer((req, res) => {
+    const delayMs = req.headers.authorization === 'Bearer slow-session' ? 1500 : 0
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sub: 'u1', mangopay_user_id: USER_A })), delayMs)
+  })
+  await new Promise<void>(resolve => session.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { session.close() })
+  const { app, emulator } = await buildTestApp(t, {
+    env: {
+      RATE_LIMIT_MAX: '1000',
+      EMBEDDED_TOKEN_REUSE_MIN_TTL_S: String(MIN_TTL_S),
+      MANGOPAY_TIMEOUT_MS: '3000',
+      AUTH_MODE: 'forward',
+      AUTH_FORWARD_URL: `http://127.0.0.1:${(session.address() as AddressInfo).port}/session`,
+      AUTH_FORWARD_CACHE_TTL_MS: '0',
+      AUTH_JWT_PUBLIC_KEY: undefined,
+      AUTH_ISSUER: undefined,
+      AUTH_AUDIENCE: undefined
+    }
+  })
+  await app.mangopay.bearers.refresh()
+  const mint = async (credential: string) => await app.inject({ method: 'POST', url: '/v1/tokens/recipients', headers: { authorization: `Bearer ${credential}` } })
+
+  // Mangopay takes 2000 ms: more than the first request has left of its 3000 ms, less than 3000 ms.
+  emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 2000 } })
+  const first = mint('slow-session')
+  for (let i = 0; i < 500 && emulator.control.calls.recipient === 0; i++) await sleep(10)
+  t.equal(emulator.control.calls.recipient, 1, 'the first request\'s call is out')
+  const joiner = await mint('quick-session')
+  t.equal(joiner.statusCode, 200, 'the joiner is served when the call answers')
+  t.equal(joiner.json().clientToken, emulator.control.minted[0]?.token)
+  t.equal(emulator.control.calls.recipient, 1, 'by the one call')
+  assertProblem(t, await first, 504, 'upstream_timeout')
 })
 
 t.test('on: a failed call is not remembered', async t => {

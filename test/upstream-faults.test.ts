@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { ManualClock } from '../src/clock.js'
+import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import type { Emulator, Fault, FaultTarget } from '../src/emulator/index.js'
 import {
   API_KEY, assertProblem, buildTestApp, CLIENT_ID, post, tokenFor, USER_A, type AnswerLike, type TestApp
@@ -120,7 +121,8 @@ t.test('a Mangopay-envelope error: 502 upstream_error, its Id in the log, nothin
 })
 
 t.test('an OAuth-dialect refusal of the OAuth call (temporary lock): 502 upstream_auth_failed', async t => {
-  const broker = await setup(t, { warm: false })
+  const clock = new ManualClock()
+  const broker = await setup(t, { warm: false, clock })
   inject(broker.emulator, 'oauth', {
     kind: 'status',
     status: 400,
@@ -132,6 +134,10 @@ t.test('an OAuth-dialect refusal of the OAuth call (temporary lock): 502 upstrea
   t.equal(broker.emulator.control.calls.oauth, 1)
   t.equal(broker.embeddedCalls(), 0, 'no embedded call without a bearer')
   t.ok(broker.logs.lines().some(l => JSON.stringify(l).includes('unauthorized_client')), 'the OAuth error is logged')
+  // A lock is what repeated bad-credential calls earn: the refusal is remembered, not retried per request.
+  assertCleanProblem(t, broker, await broker.mint(), 502, 'upstream_auth_failed')
+  t.equal(broker.emulator.control.calls.oauth, 1, 'no second OAuth call while the refusal is remembered')
+  clock.advance(REFUSAL_MEMORY_MS)
   await assertRecovers(t, broker)
 })
 

@@ -128,12 +128,17 @@ export class MangopayClient {
     // Not async: the promise of #mint (or of withinDeadline) is handed on, without one more
     // promise and tick per token on the hot path. Neither call can throw synchronously.
     if (this.#reuse === undefined) return this.#mint(kind, userId, options)
-    return withinDeadline(this.#reuse.get(kind, userId, () => this.#mint(kind, userId, options)), options.deadline)
+    // Shared by every request for this user and kind, so it has its own deadline rather than the
+    // first request's (which may be nearly spent); each request waits for it within its own.
+    const mintShared = (): Promise<EmbeddedToken> => withDeadline(this.#config.timeoutMs, deadline => this.#mint(kind, userId, { ...options, deadline }))
+    return withinDeadline(this.#reuse.get(kind, userId, mintShared), options.deadline)
   }
 
   /**
    * A 401 drops the bearer, re-authenticates once and retries once; a second 401 is
-   * `upstream_auth_failed`. Never a loop.
+   * `upstream_auth_failed`. Never a loop: a 401 on the bearer that replaced a refused one,
+   * obtained seconds ago, is `upstream_auth_failed` at once, since another would be refused too
+   * (YOUNG_BEARER_MS).
    */
   async #mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
     const body = JSON.stringify({ clientId: this.#config.clientId, claims: { userId } })
@@ -142,11 +147,17 @@ export class MangopayClient {
     let sentAt = this.#clock.now()
     let response = await this.#postEmbedded(kind, bearer, body, options)
     if (response.status === 401) {
-      options.log.warn({ mangopay: parseUpstreamError(kind, 401, response.text) }, 'Mangopay refused the bearer; re-authenticating once')
-      this.bearers.invalidate(bearer)
-      bearer = await withinDeadline(this.bearers.current(), options.deadline)
-      sentAt = this.#clock.now()
-      response = await this.#postEmbedded(kind, bearer, body, options)
+      const refusal = { mangopay: parseUpstreamError(kind, 401, response.text) }
+      if (this.bearers.isYoung(bearer, sentAt)) {
+        // Kept: dropping it would make the next request fetch another, and so on for each.
+        options.log.warn(refusal, 'Mangopay refused the bearer that replaced a refused one seconds ago; not re-authenticating, another would be refused too')
+      } else {
+        options.log.warn(refusal, 'Mangopay refused the bearer; re-authenticating once')
+        this.bearers.invalidate(bearer, sentAt)
+        bearer = await withinDeadline(this.bearers.current(), options.deadline)
+        sentAt = this.#clock.now()
+        response = await this.#postEmbedded(kind, bearer, body, options)
+      }
     }
     if (response.status !== 200) {
       throw this.#upstreamError(kind, response)
