@@ -145,6 +145,11 @@ export function assertNoSecrets (text: string, emulator: Emulator): void {
   }
 }
 
+/** Forward mode (SPEC §3.1) against the session endpoint at `url`, its answers not cached. */
+export function forwardModeEnv (url: string): Record<string, string> {
+  return { AUTH_MODE: 'forward', AUTH_FORWARD_URL: url, AUTH_FORWARD_CACHE_TTL_MS: '0' }
+}
+
 export function post (app: FastifyInstance, url: string, options: { token?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<LightMyRequestResponse> {
   const headers: Record<string, string> = { ...options.headers }
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`

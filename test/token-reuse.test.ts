@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { ManualClock } from '../src/clock.js'
 import type { EmbeddedToken } from '../src/mangopay/client.js'
 import { EmbeddedTokenReuse } from '../src/mangopay/token-reuse.js'
-import { assertProblem, buildTestApp, post, tokenFor, USER_A, USER_B, type TestApp } from './helpers.js'
+import { assertProblem, buildTestApp, forwardModeEnv, post, tokenFor, USER_A, USER_B, type TestApp } from './helpers.js'
 
 /**
  * Optional embedded-token reuse (EMBEDDED_TOKEN_REUSE_MIN_TTL_S, SPEC §4): a token with at
@@ -115,12 +115,7 @@ t.test('on: a request that joins a call in flight waits within its own deadline,
       RATE_LIMIT_MAX: '1000',
       EMBEDDED_TOKEN_REUSE_MIN_TTL_S: String(MIN_TTL_S),
       MANGOPAY_TIMEOUT_MS: '3000',
-      AUTH_MODE: 'forward',
-      AUTH_FORWARD_URL: `http://127.0.0.1:${(session.address() as AddressInfo).port}/session`,
-      AUTH_FORWARD_CACHE_TTL_MS: '0',
-      AUTH_JWT_PUBLIC_KEY: undefined,
-      AUTH_ISSUER: undefined,
-      AUTH_AUDIENCE: undefined
+      ...forwardModeEnv(`http://127.0.0.1:${(session.address() as AddressInfo).port}/session`)
     }
   })
   await app.mangopay.bearers.refresh()

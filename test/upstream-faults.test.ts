@@ -6,7 +6,7 @@ import { ManualClock } from '../src/clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import type { Emulator, Fault, FaultTarget } from '../src/emulator/index.js'
 import {
-  API_KEY, assertProblem, buildTestApp, CLIENT_ID, post, tokenFor, USER_A, type AnswerLike, type TestApp
+  API_KEY, assertProblem, buildTestApp, CLIENT_ID, forwardModeEnv, post, tokenFor, USER_A, type AnswerLike, type TestApp
 } from './helpers.js'
 
 /**
@@ -352,12 +352,7 @@ t.test('deadlines: MANGOPAY_TIMEOUT_MS counts from the request\'s arrival, authe
     env: {
       ...ENV,
       MANGOPAY_TIMEOUT_MS: '1500',
-      AUTH_MODE: 'forward',
-      AUTH_FORWARD_URL: `http://127.0.0.1:${(session.address() as AddressInfo).port}/session`,
-      AUTH_FORWARD_CACHE_TTL_MS: '0',
-      AUTH_JWT_PUBLIC_KEY: undefined,
-      AUTH_ISSUER: undefined,
-      AUTH_AUDIENCE: undefined
+      ...forwardModeEnv(`http://127.0.0.1:${(session.address() as AddressInfo).port}/session`)
     }
   })
   await app.mangopay.bearers.refresh()
