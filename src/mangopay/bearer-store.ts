@@ -9,11 +9,13 @@ import { BrokerError } from '../errors.js'
  * - From `refreshAt` on, the first caller starts a refresh in the background and still gets
  *   the current bearer, so requests do not wait while the old one is valid.
  * - Single flight: any number of concurrent needs share one OAuth call.
- * - A failed call is not cached: the next need tries again. Background refreshes back off
- *   after a failure so a failing OAuth endpoint is not called on every request.
+ * - A failed call is never cached as a bearer; after a transient failure the next need tries
+ *   again. Background refreshes back off after a failure so a failing OAuth endpoint is not
+ *   called on every request.
  * - Mangopay answers repeated bad credentials with a temporary IP block, so a refusal is not
  *   met with an OAuth call per request: a refusal of the credentials is remembered for
- *   `REFUSAL_MEMORY_MS`, and a bearer refused within `YOUNG_BEARER_MS` of its issue is kept.
+ *   `REFUSAL_MEMORY_MS`, and the bearer that replaced a refused one, refused in turn within
+ *   `YOUNG_BEARER_MS` of its issue, is kept.
  * - Optionally (REDIS_URL) the bearer is shared with other instances: a need first looks there
  *   (`SharedBearers`, see shared-bearer.ts), so the whole fleet makes one OAuth call.
  */
