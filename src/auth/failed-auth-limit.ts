@@ -112,14 +112,21 @@ export function limitFailedAuthentications (authenticator: Authenticator, limit:
       if (gate.running === 0 && gate.waiting.length === 0) gates.delete(standing.address)
       throw tooManyFailures(request, standing)
     }
-    // The turn is handed over by release(): `running` already counts it.
+    // The turn is handed over by release(): `running` already counts it, so from here on every
+    // way out gives it back (the standing's store, Redis, may fail too).
+    const address = standing.address
     await new Promise<void>(resolve => gate.waiting.push(resolve))
-    standing = await limit.standing(request)
+    try {
+      standing = await limit.standing(request)
+    } catch (err) {
+      release(address, gate)
+      throw err
+    }
     if (gate.running > standing.remaining) {
-      release(standing.address, gate)
+      release(address, gate)
       throw tooManyFailures(request, standing)
     }
-    return [standing.address, gate]
+    return [address, gate]
   }
 
   return {

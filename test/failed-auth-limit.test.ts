@@ -1,0 +1,72 @@
+import t from 'tap'
+import type { FastifyRequest } from 'fastify'
+import { limitFailedAuthentications, type FailedAuthLimit, type FailedAuthStanding } from '../src/auth/failed-auth-limit.js'
+import type { Authenticator } from '../src/auth/authenticator.js'
+import type { Session } from '../src/auth/session.js'
+
+/**
+ * The turns of one address (auth/failed-auth-limit.ts), on their own: at most as many
+ * authentications at once as failures are left, the rest waiting; every turn taken is given
+ * back, whatever happens. Through the HTTP surface in rate-limit.test.ts.
+ */
+
+const SESSION: Session = { subject: 'alice', mangopayUserIds: ['user_1'], credential: 'header' }
+const request = { ip: '192.0.2.1' } as unknown as FastifyRequest
+
+/** Lets every pending callback run. */
+async function flush (): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+}
+
+function harness (remaining: number) {
+  const pending: Array<(session: Session) => void> = []
+  let standingFails = false
+  const limit: FailedAuthLimit = {
+    async standing (): Promise<FailedAuthStanding> {
+      if (standingFails) throw new Error('the store is down')
+      return { address: '192.0.2.1', remaining, ttlInSeconds: 60 }
+    },
+    async record () {}
+  }
+  const inner: Authenticator = {
+    authenticate: async () => await new Promise<Session>(resolve => pending.push(resolve))
+  }
+  return {
+    authenticator: limitFailedAuthentications(inner, limit),
+    pending,
+    failStanding: (fails: boolean) => { standingFails = fails }
+  }
+}
+
+t.test('a turn handed to a waiting request is given back when its standing cannot be read', async t => {
+  const { authenticator, pending, failStanding } = harness(1)
+  const first = authenticator.authenticate(request)
+  const second = authenticator.authenticate(request)
+  await flush()
+  t.equal(pending.length, 1, 'one authentication at a time: the second waits')
+
+  failStanding(true)
+  pending[0]?.(SESSION)
+  t.same(await first, SESSION)
+  await t.rejects(second, /the store is down/, 'the waiting one fails with the store')
+
+  failStanding(false)
+  const third = authenticator.authenticate(request)
+  await flush()
+  t.equal(pending.length, 2, 'the turn was given back: the next request authenticates at once')
+  pending[1]?.(SESSION)
+  t.same(await third, SESSION)
+})
+
+t.test('turns: as many at once as failures are left, the others served in order as turns end', async t => {
+  const { authenticator, pending } = harness(2)
+  const all = Array.from({ length: 5 }, () => authenticator.authenticate(request))
+  await flush()
+  t.equal(pending.length, 2)
+  for (let served = 0; served < 5; served++) {
+    pending[served]?.(SESSION)
+    await flush()
+  }
+  t.equal(pending.length, 5, 'each waiting request got its turn')
+  t.same(await Promise.all(all), Array(5).fill(SESSION))
+})
