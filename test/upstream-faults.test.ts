@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { ManualClock } from '../src/clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
+import { parseUpstreamError } from '../src/mangopay/upstream-errors.js'
 import type { Emulator, Fault, FaultTarget } from '../src/emulator/index.js'
 import {
   API_KEY, assertProblem, buildTestApp, CLIENT_ID, forwardModeEnv, post, tokenFor, USER_A, type AnswerLike, type TestApp
@@ -369,4 +370,12 @@ t.test('deadlines: MANGOPAY_TIMEOUT_MS counts from the request\'s arrival, authe
   // 700 ms + 300 ms fits.
   emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 300 } })
   t.equal((await mint()).statusCode, 200, 'a request within the deadline is served')
+})
+
+t.test('the field errors of a Mangopay envelope are logged by name, whichever way the field is spelt', async t => {
+  for (const key of ['errors', 'Errors']) {
+    const info = parseUpstreamError('recipient', 400, JSON.stringify({ Message: 'm', Type: 'param_error', Id: 'err-1', [key]: { 'claims.userId': 'internal detail' } }))
+    t.same(info.fields, ['claims.userId'], key)
+    t.notOk(JSON.stringify(info).includes('internal detail'), 'names only, never the messages')
+  }
 })

@@ -21,13 +21,19 @@ export const EmbeddedTokenResponse = Type.Object({
   scope: Type.Optional(Type.String({ maxLength: 1024 }))
 })
 
-/** Mangopay's own envelope: `{Message, Type, Id, Date, errors}` (Id and errors may be missing). */
+const FieldErrors = Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.Unknown())]))
+
+/**
+ * Mangopay's own envelope: `{Message, Type, Id, Date, errors}` (Id and errors may be missing).
+ * Its documentation's table spells the last field `Errors`, its examples `errors`: both are read.
+ */
 export const MangopayErrorBody = Type.Object({
   Message: Type.Optional(Type.String()),
   Type: Type.Optional(Type.String()),
   Id: Type.Optional(Type.String()),
   Date: Type.Optional(Type.Number()),
-  errors: Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.Unknown())]))
+  errors: FieldErrors,
+  Errors: FieldErrors
 })
 
 /** The OAuth endpoint's RFC 6749 dialect: `{error, error_description}`. */

@@ -42,7 +42,8 @@ export function parseUpstreamError (endpoint: MangopayEndpoint, status: number, 
     if (body.Id !== undefined) info.errorId = clip(body.Id)
     if (body.Type !== undefined) info.type = clip(body.Type)
     if (body.Message !== undefined) info.message = clip(body.Message)
-    if (body.errors !== null && body.errors !== undefined) info.fields = Object.keys(body.errors).slice(0, 20).map(clip)
+    const fieldErrors = body.errors ?? body.Errors
+    if (fieldErrors !== null && fieldErrors !== undefined) info.fields = Object.keys(fieldErrors).slice(0, 20).map(clip)
   }
   return info
 }
