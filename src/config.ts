@@ -15,7 +15,7 @@ const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(de
 const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
 
 const EnvSchema = Type.Object({
-  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, pattern: '^\\S+$' }),
   PORT: Port(3000),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
   SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
@@ -187,6 +187,23 @@ function resolveSecretFiles (env: Record<string, string | undefined>, problems: 
 }
 
 interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
+
+const PLAIN_INTEGER = /^-?\d+$/
+const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/
+
+/**
+ * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5', '') into a number setting: a typo
+ * would be silently reinterpreted. Number settings must be written plainly; anything else that
+ * is not a number at all gets the schema's own message.
+ */
+function checkNumberSyntax (data: Record<string, unknown>, problems: string[]): void {
+  for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, { type?: unknown }>)) {
+    const value = data[name]
+    if (typeof value !== 'string' || !Number.isFinite(Number(value))) continue
+    if (schema.type === 'integer' && !PLAIN_INTEGER.test(value)) problems.push(`${name} must be written as a whole number in decimal`)
+    if (schema.type === 'number' && !PLAIN_DECIMAL.test(value)) problems.push(`${name} must be written as a decimal number`)
+  }
+}
 
 function describeSchemaIssue (issue: AjvIssue): string {
   if (issue.keyword === 'required') return `${String(issue.params.missingProperty)} is required`
@@ -416,6 +433,7 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
   const present = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ''))
   const data = resolveSecretFiles(present, problems)
+  checkNumberSyntax(data, problems)
 
   let env: Env
   try {

@@ -117,6 +117,17 @@ t.test('bad values are refused', async t => {
   hasProblem(t, env({ TRUST_PROXY: 'everyone' }), /^TRUST_PROXY\b/, 'TRUST_PROXY that is not an address')
 })
 
+t.test('numbers must be written plainly: nothing Number() would read differently is reinterpreted', async t => {
+  for (const port of ['0x10', '1e3', ' 3000', '3000 ', '+3000']) {
+    const problems = hasProblem(t, env({ PORT: port }), /^PORT must be written as a whole number in decimal$/, `PORT=${JSON.stringify(port)}`)
+    t.equal(problems.length, 1, 'one problem, said once')
+  }
+  hasProblem(t, env({ MANGOPAY_QUOTA_RESERVE: '0x0' }), /^MANGOPAY_QUOTA_RESERVE must be written as a decimal number$/, 'a hexadecimal reserve')
+  hasProblem(t, env({ MANGOPAY_CIRCUIT_FAILURE_RATIO: '5e-1' }), /^MANGOPAY_CIRCUIT_FAILURE_RATIO must be written as a decimal number$/, 'an exponent')
+  t.equal(loadConfig(env({ MANGOPAY_QUOTA_RESERVE: '0.25', PORT: '8080' })).mangopay.quotaReserve, 0.25, 'plain decimals load')
+  hasProblem(t, env({ HOST: '   ' }), /^HOST has an invalid format$/, 'a blank HOST')
+})
+
 t.test('URLs: absolute, https unless loopback, no credentials', async t => {
   hasProblem(t, env({ MANGOPAY_BASE_URL: 'not a url' }), /^MANGOPAY_BASE_URL must be an absolute URL/, 'a relative/garbage URL')
   hasProblem(t, env({ MANGOPAY_BASE_URL: 'ftp://api.mangopay.com' }), /^MANGOPAY_BASE_URL must use https/, 'another scheme')
