@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { AccessLog, auditTokenIssued, type TokenAudit } from '../src/http/access-log.js'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -90,8 +90,9 @@ t.test('stdout: a quiet logger still writes its last line within a second', asyn
   t.match(out, /"msg":"only line"/, 'written by the periodic flush, not by an exit handler (the process is killed)')
 })
 
-t.test('a token\'s audit line is written exactly once, with the access line or, when the answer never finishes, on its own', async t => {
-  const logs = captureLogs('info')
+/** An app with a token-like route that is answered, one whose connection is cut, and a plain one; all three asked once. */
+async function auditedRequests (t: Test, level: string) {
+  const logs = captureLogs(level)
   const app = Fastify({ loggerInstance: logs.logger, logController: new AccessLog({ requestIdLogLabel: 'requestId' }) })
   app.decorateRequest('tokenAudit', null)
   const audit = (kind: string): TokenAudit => ({ event: 'embedded_token_issued', kind, mangopayUserId: 'user_1', subject: 'sub', expiresAt: '2026-11-28T08:00:00.000Z', fingerprint: 'abcdefabcdef' })
@@ -114,15 +115,35 @@ t.test('a token\'s audit line is written exactly once, with the access line or, 
   t.equal((await request(`http://127.0.0.1:${port}/plain`)).statusCode, 200)
   await t.rejects(request(`http://127.0.0.1:${port}/cut`), 'the caller sees the connection drop')
   await sleep(100)
+  return {
+    audits: logs.lines().filter(l => l.msg === 'embedded token issued'),
+    completed: logs.lines().filter(l => l.msg === 'request completed')
+  }
+}
 
-  const audits = logs.lines().filter(l => l.msg === 'embedded token issued')
+t.test('a token\'s audit line is written exactly once, with the access line or, when the answer never finishes, on its own', async t => {
+  const { audits, completed } = await auditedRequests(t, 'info')
   t.same(audits.map(l => (l.audit as TokenAudit).kind).sort(), ['answered', 'cut'], 'one audit line per token')
   const answered = audits.find(l => (l.audit as TokenAudit).kind === 'answered')
   t.match(answered, { res: { statusCode: 200 }, responseTime: Number }, 'an answered token\'s audit line is its access line')
   t.same(answered?.req, { method: 'GET', url: '/answered', remoteAddress: '127.0.0.1' }, 'with what was asked and by whom, nothing more')
   t.notOk('delivered' in (answered ?? {}))
   t.match(audits.find(l => (l.audit as TokenAudit).kind === 'cut'), { delivered: false, req: { url: '/cut' } }, 'a cut one says it was not delivered')
-  const completed = logs.lines().filter(l => l.msg === 'request completed')
   t.same(completed.map(l => (l.req as { url: string }).url), ['/plain'], 'no second line for a token request')
   t.notOk('audit' in (completed[0] ?? {}), 'and no audit on a request that was handed no token')
+})
+
+t.test('audit lines are written whatever LOG_LEVEL says, but silent', async t => {
+  for (const level of ['warn', 'error']) {
+    t.test(level, async t => {
+      const { audits, completed } = await auditedRequests(t, level)
+      t.same(audits.map(l => (l.audit as TokenAudit).kind).sort(), ['answered', 'cut'], 'one audit line per token (SPEC §5)')
+      t.ok(audits.every(l => l.level === 30 && typeof l.requestId === 'string'), 'at info level, with the request id')
+      t.same(completed, [], 'the other access lines follow LOG_LEVEL')
+    })
+  }
+  t.test('silent', async t => {
+    const { audits, completed } = await auditedRequests(t, 'silent')
+    t.same([...audits, ...completed], [], 'silent is silent')
+  })
 })

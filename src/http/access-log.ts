@@ -1,4 +1,5 @@
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import { pino } from 'pino'
 
 /** SPEC §5's audit record of one token handed out: who, what, until when, and a fingerprint (never the token). */
 export interface TokenAudit {
@@ -19,6 +20,17 @@ declare module 'fastify' {
 }
 
 const AUDIT_MESSAGE = 'embedded token issued'
+const INFO = pino.levels.values.info as number
+
+/**
+ * The logger an audit line goes through. SPEC §5 asks for one per issued token: an audit
+ * record, not a diagnostic a level may silence. So when LOG_LEVEL is above info (warn, error,
+ * fatal) the line gets an info-level child of the request's logger; only silent silences it.
+ */
+function auditLog (log: FastifyBaseLogger): FastifyBaseLogger {
+  const level = pino.levels.values[log.level]
+  return level === undefined || level <= INFO || log.level === 'silent' ? log : log.child({}, { level: 'info' })
+}
 
 /**
  * One line per request, when it is answered, instead of Fastify's two (`incoming request` +
@@ -35,13 +47,14 @@ export class AccessLog extends LogController {
     const audit = request.tokenAudit ?? undefined
     if (audit !== undefined) request.tokenAudit = null
     if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, audit }, 'request errored')
-    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, audit }, audit === undefined ? 'request completed' : AUDIT_MESSAGE)
+    else if (audit === undefined) reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else auditLog(reply.log).info({ req: request, res: reply, responseTime: reply.elapsedTime, audit }, AUDIT_MESSAGE)
   }
 }
 
 /** The audit of a token whose request has no line of its own (its answer was never finished). */
 function auditAlone (request: FastifyRequest, reply: FastifyReply, audit: TokenAudit): void {
-  request.log.info({ req: request, audit, delivered: reply.raw.writableFinished }, AUDIT_MESSAGE)
+  auditLog(request.log).info({ req: request, audit, delivered: reply.raw.writableFinished }, AUDIT_MESSAGE)
 }
 
 /**
