@@ -190,25 +190,27 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
 })
 
 t.test('through the broker: calls cut short by a slow bearer fetch do not open the circuit', async t => {
-  // MANGOPAY_TIMEOUT_MS is 2000 and 3 timeouts in a row would open the circuit.
-  const { app, emulator } = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000', MANGOPAY_CIRCUIT_FAILURES: '3' } })
+  // A 3000 ms deadline; 3 timeouts in a row would open the circuit.
+  const { app, emulator } = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000', MANGOPAY_TIMEOUT_MS: '3000', MANGOPAY_CIRCUIT_FAILURES: '3' } })
   const jwt = await tokenFor(USER_A)
   const mint = async () => await post(app, '/v1/tokens/recipients', { token: jwt })
 
-  // The bearer arrives 1950 ms into the requests' 2000 ms: too late for any call to finish.
-  emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'latency', ms: 1950 } })
+  // The bearer arrives 2950 ms into the requests' 3000 ms: too late for any call to finish.
+  emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'latency', ms: 2950 } })
   const late = await Promise.all(Array.from({ length: 6 }, mint))
   t.same(late.map(r => r.json().code), Array(6).fill('upstream_timeout'), 'each request times out')
   t.equal(emulator.control.calls.recipient, 0, 'no call is started that could not finish: no quota spent on it')
   t.equal(app.mangopay.circuit.state, 'closed')
 
-  // The bearer arrives 1800 ms in: the calls start with 200 ms left, Mangopay takes 300 ms.
+  // The bearer arrives 2000 ms in: the calls start with about 1000 ms left (well under half the
+  // timeout, well over the 100 ms an attempt needs), and Mangopay takes 2500 ms.
   app.mangopay.bearers.invalidate(app.mangopay.bearers.peek()?.token ?? '')
-  emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'latency', ms: 1800 } })
-  emulator.control.inject({ target: 'embedded', times: 6, fault: { kind: 'latency', ms: 300 } })
+  emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'latency', ms: 2000 } })
+  emulator.control.inject({ target: 'embedded', times: 6, fault: { kind: 'latency', ms: 2500 } })
   const cut = await Promise.all(Array.from({ length: 6 }, mint))
   t.same(cut.map(r => r.json().code), Array(6).fill('upstream_timeout'))
   t.equal(emulator.control.calls.recipient, 6, 'these calls were made, and timed out on the requests\' budget')
-  t.equal(app.mangopay.circuit.state, 'closed', 'timeouts of calls given a tenth of the timeout say nothing of Mangopay')
+  t.equal(app.mangopay.circuit.state, 'closed', 'timeouts of calls given a third of the timeout say nothing of Mangopay')
+  emulator.control.clearFaults()
   t.equal((await mint()).statusCode, 200, 'the next request is served')
 })
