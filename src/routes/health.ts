@@ -27,8 +27,9 @@ const READINESS_RETRY_MS = 5000
 
 /**
  * SPEC §2 operations routes. Liveness says only that the process serves; readiness says
- * whether a token request would work now: a usable bearer is held or can be obtained, the
- * circuit towards Mangopay is not open, and the broker is not shutting down.
+ * whether a token request would work now: the broker is not shutting down, every configured
+ * dependency answers (Redis, the identity provider), the circuit towards Mangopay is not open,
+ * and a usable bearer is held or can be obtained.
  */
 export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
   const { client, lifecycle, clock, timeoutMs, redis, identityProvider } = options
