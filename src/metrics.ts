@@ -8,7 +8,7 @@ import type { BearerEvent } from './mangopay/bearer-store.js'
 import type { CircuitState } from './mangopay/circuit-breaker.js'
 import type { CallEvent, EmbeddedKind } from './mangopay/client.js'
 import type { QuotaSnapshot } from './mangopay/quota.js'
-import { problemBody } from './http/problem.js'
+import { commonHeaders, problemBody } from './http/problem.js'
 import type { MangopayEndpoint } from './mangopay/upstream-errors.js'
 
 /**
@@ -201,7 +201,7 @@ async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOption
   // Its refusals are problem+json like every other (SPEC §2), the path not echoed.
   const refuse = (res: ServerResponse, status: 404 | 500, code: 'not_found' | 'internal_error', detail: string): void => {
     const requestId = randomUUID()
-    res.writeHead(status, { 'content-type': 'application/problem+json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': requestId })
+    res.writeHead(status, { 'content-type': 'application/problem+json', ...commonHeaders(requestId) })
       .end(JSON.stringify(problemBody(status, code, detail, requestId)))
   }
   const server: Server = createServer((req, res) => {

@@ -42,6 +42,14 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The headers every answer carries. Routed answers get them from app.ts's onSend hook; the few
+ * written where no hook runs (frameworkErrors, the METRICS_PORT listener) set them from here.
+ */
+export function commonHeaders (requestId: string): Record<string, string> {
+  return { 'x-request-id': requestId, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+}
+
 export function problemBody (status: number, code: string, detail: string, requestId: string): Problem {
   return { type: 'about:blank', title: TITLES[status] ?? 'Error', status, code, detail, requestId }
 }
@@ -98,7 +106,7 @@ export function answerFrameworkError (err: FastifyError, request: FastifyRequest
     ? new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
     : new BrokerError('bad_request', 'The request URL is malformed.')
   request.log.info({ req: request, code: error.code, fastify: err.code }, `refused: ${error.code}`)
-  reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+  reply.headers(commonHeaders(request.id))
   sendProblem(reply, error)
 }
 
