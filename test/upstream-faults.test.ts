@@ -231,6 +231,8 @@ t.test('a 200 whose body fails the schema: 502 upstream_error', async t => {
     ['OAuth answer without access_token', 'oauth', { token_type: 'bearer', expires_in: 1200 }],
     ['OAuth answer with token_type "mac"', 'oauth', { access_token: 'a'.repeat(32), token_type: 'mac', expires_in: 1200 }],
     ['OAuth answer that is an array', 'oauth', [{ access_token: 'a'.repeat(32), token_type: 'bearer' }]],
+    ['OAuth answer whose access_token holds a line break', 'oauth', { access_token: `${'a'.repeat(16)}\r\nX-Injected: 1`, token_type: 'bearer', expires_in: 1200 }],
+    ['OAuth answer whose access_token holds a space', 'oauth', { access_token: 'abc def', token_type: 'bearer', expires_in: 1200 }],
     ['embedded answer without access_token', 'embedded', { token_type: 'Bearer', expires_in: 900, scope: 'bankaccounts:r bankaccounts:w' }],
     ['embedded answer with an empty access_token', 'embedded', { access_token: '', token_type: 'Bearer', expires_in: 900 }],
     ['embedded answer without expires_in', 'embedded', { access_token: 'rec_0123456789abcdef0123456789abcdef', token_type: 'Bearer' }]

@@ -6,8 +6,15 @@ import { Compile } from 'typebox/compile'
  * used: a malformed answer is a 502, never a 200 with a missing token.
  */
 
+/**
+ * RFC 6750's token characters. The bearer goes into an Authorization header on every call: one
+ * with a space or a line break would fail every call of its lifetime (each a "network" failure
+ * against the circuit), so it is refused when it arrives.
+ */
+const TOKEN_CHARACTERS = '^[A-Za-z0-9_\\-.~+/=]+$'
+
 export const OAuthTokenResponse = Type.Object({
-  access_token: Type.String({ minLength: 1, maxLength: 4096 }),
+  access_token: Type.String({ minLength: 1, maxLength: 4096, pattern: TOKEN_CHARACTERS }),
   // The guide's example is lower-case "bearer", the reference says "Bearer": compare case-insensitively.
   token_type: Type.String({ pattern: '^[Bb][Ee][Aa][Rr][Ee][Rr]$' }),
   // Documented as an integer, but anything odd is clamped by the bearer store rather than rejected.
@@ -15,7 +22,7 @@ export const OAuthTokenResponse = Type.Object({
 })
 
 export const EmbeddedTokenResponse = Type.Object({
-  access_token: Type.String({ minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9_\\-.~+/=]+$' }),
+  access_token: Type.String({ minLength: 1, maxLength: 4096, pattern: TOKEN_CHARACTERS }),
   token_type: Type.String({ pattern: '^[Bb][Ee][Aa][Rr][Ee][Rr]$' }),
   expires_in: Type.Integer({ minimum: 1, maximum: 86_400 }),
   scope: Type.Optional(Type.String({ maxLength: 1024 }))
