@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyRequest } from 'fastify'
-import { limitFailedAuthentications, type FailedAuthLimit, type FailedAuthStanding } from '../src/auth/failed-auth-limit.js'
+import { limitFailedAuthentications, MAX_WAITING_PER_ADDRESS, type FailedAuthLimit, type FailedAuthStanding } from '../src/auth/failed-auth-limit.js'
+import { BrokerError } from '../src/errors.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
 import type { Session } from '../src/auth/session.js'
 
@@ -18,13 +19,13 @@ async function flush (): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
 }
 
-function harness (remaining: number) {
+function harness (remaining: number, ttlInSeconds = 60) {
   const pending: Array<(session: Session) => void> = []
   let standingFails = false
   const limit: FailedAuthLimit = {
     async standing (): Promise<FailedAuthStanding> {
       if (standingFails) throw new Error('the store is down')
-      return { address: '192.0.2.1', remaining, ttlInSeconds: 60 }
+      return { address: '192.0.2.1', remaining, ttlInSeconds }
     },
     async record () {}
   }
@@ -69,4 +70,19 @@ t.test('turns: as many at once as failures are left, the others served in order 
   }
   t.equal(pending.length, 5, 'each waiting request got its turn')
   t.same(await Promise.all(all), Array(5).fill(SESSION))
+})
+
+t.test('a full queue is refused at once (429, Retry-After at least 1 s even before any failure), and everyone already waiting is served', async t => {
+  const { authenticator, pending } = harness(1, 0)
+  // One running (a single failure left), MAX_WAITING_PER_ADDRESS waiting; no window yet (ttl 0).
+  const admitted = Array.from({ length: 1 + MAX_WAITING_PER_ADDRESS }, () => authenticator.authenticate(request))
+  await flush()
+  const refused = await authenticator.authenticate(request).then(() => undefined, (err: unknown) => err)
+  t.ok(refused instanceof BrokerError && refused.code === 'rate_limited', '429 rate_limited')
+  t.equal((refused as BrokerError).retryAfterS, 1, 'Retry-After: 1, never 0')
+  for (let i = 0; i <= MAX_WAITING_PER_ADDRESS; i++) {
+    pending[i]?.(SESSION)
+    await flush()
+  }
+  t.equal((await Promise.all(admitted)).length, 1 + MAX_WAITING_PER_ADDRESS, 'the running one and every waiting one are served')
 })
