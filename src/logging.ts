@@ -104,12 +104,21 @@ export function isoTime (): string {
 }
 
 /**
+ * The URL as logged: the path, and `?[redacted]` for a query string. No route reads one, and
+ * one may carry a credential a frontend put there by mistake (RFC 6750 allows `access_token=`).
+ */
+export function loggedUrl (url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : `${url.slice(0, query)}?${CENSOR}`
+}
+
+/**
  * `req` in an access line: what was asked and by whom (`ip` believes X-Forwarded-For only from
  * TRUST_PROXY). Replaces Fastify's own, which adds the Host header, the client port and an
  * `accept-version` header: three fields less to read and write on every line.
  */
 function requestFields (request: { method: string, url: string, ip: string }): { method: string, url: string, remoteAddress: string } {
-  return { method: request.method, url: request.url, remoteAddress: request.ip }
+  return { method: request.method, url: loggedUrl(request.url), remoteAddress: request.ip }
 }
 
 export function createLogger (level: string, destination: DestinationStream = standardOutput()): Logger {

@@ -126,3 +126,20 @@ t.test('a URL that does not decode → 400 problem+json with the common headers,
     t.ok(logs.lines().some(l => l.requestId === requestId && l.code === 'bad_request'), 'the refusal is logged under its request id')
   }
 })
+
+t.test('a query string never reaches a log line: a token put there by mistake is not written', async t => {
+  const { app, logs } = await buildTestApp(t)
+  const jwt = await tokenFor(USER_A)
+  // RFC 6750 §2.3 lets a bearer ride in `access_token=`; a frontend may send one there. No route reads it.
+  const asked = {
+    token: await post(app, `/v1/tokens/recipients?access_token=${jwt}`, { token: jwt }),
+    health: await app.inject({ url: `/healthz?token=${jwt}&x=1` }),
+    notFound: await app.inject({ url: `/v1/tokens/nope?jwt=${jwt}` })
+  }
+  t.equal(asked.token.statusCode, 200, 'the query string is ignored, the token is issued')
+  t.equal(asked.health.statusCode, 200)
+  t.equal(asked.notFound.statusCode, 404)
+  const urls = logs.lines().map(l => (l.req as { url?: string } | undefined)?.url).filter(url => url !== undefined)
+  t.same(urls, ['/v1/tokens/recipients?[redacted]', '/healthz?[redacted]', '/v1/tokens/nope?[redacted]'], 'the path is kept; what follows "?" is not')
+  t.notOk(logs.text().includes(jwt.split('.')[2] as string), 'no part of the JWT is in the logs')
+})
