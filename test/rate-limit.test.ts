@@ -256,9 +256,18 @@ t.test('REDIS_URL: two instances share one per-user budget and one failed-auth c
 })
 
 t.test('REDIS_URL unreachable: token requests fail closed, no token is minted', async t => {
-  const { app, emulator } = await buildTestApp(t, { env: { REDIS_URL: 'redis://127.0.0.1:1', REDIS_KEY_PREFIX: 'broker-test-down:' } })
-  const res = await post(app, RECIPIENTS, { token: await tokenFor(USER_A) })
+  const { app, emulator, logs } = await buildTestApp(t, { env: { REDIS_URL: 'redis://127.0.0.1:1', REDIS_KEY_PREFIX: 'broker-test-down:' } })
+  const jwt = await tokenFor(USER_A)
+  const res = await post(app, RECIPIENTS, { token: jwt })
   assertProblem(t, res, 503, 'shared_state_unavailable')
   t.equal(res.headers['retry-after'], '5', 'a dependency\'s outage: retry later')
   t.equal(emulator.control.calls.total, 0)
+  for (let i = 0; i < 4; i++) assertProblem(t, await post(app, RECIPIENTS, { token: jwt }), 503, 'shared_state_unavailable')
+  const refusals = logs.lines().filter(l => l.code === 'shared_state_unavailable')
+  t.equal(refusals.length, 5, 'each refusal is logged, under its request id')
+  for (const line of refusals) {
+    t.match(line, { level: 50, requestId: String, rateLimitStore: 'redis', cause: { type: String, message: String } }, 'with what failed underneath')
+    t.notOk('err' in line, 'but no stack trace: five outage lines repeat none')
+  }
+  t.notMatch(logs.text(), /\n\s+at /, 'no stack frame anywhere in the logs')
 })

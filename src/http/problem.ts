@@ -110,12 +110,24 @@ export function answerFrameworkError (err: FastifyError, request: FastifyRequest
   sendProblem(reply, error)
 }
 
+/** What failed underneath, without a stack: its kind, code and message. */
+function briefCause (cause: unknown): { type: string, code?: string, message?: string } {
+  if (!(cause instanceof Error)) return { type: typeof cause }
+  const code = (cause as NodeJS.ErrnoException).code
+  return { type: cause.name, ...(typeof code === 'string' ? { code } : {}), message: cause.message }
+}
+
 async function problemPlugin (app: FastifyInstance): Promise<void> {
   app.decorateReply('problemCode', null)
   app.setErrorHandler(function handleError (err: FastifyError | BrokerError, request: FastifyRequest, reply: FastifyReply) {
     const error = err instanceof BrokerError ? err : fromFastifyError(err)
-    if (error.statusCode >= 500) {
+    if (error.code === 'internal_error') {
+      // Unexpected: the whole cause, stack and all, is what finds the bug.
       request.log.error({ err: error.cause ?? error, code: error.code, ...error.logFields }, error.detail)
+    } else if (error.statusCode >= 500) {
+      // A dependency's state (Mangopay, Redis, the identity provider) or a shutdown: every request
+      // refused for it would repeat the same stack trace, which says no more than the cause.
+      request.log.error({ code: error.code, ...error.logFields, ...(error.cause === undefined ? {} : { cause: briefCause(error.cause) }) }, error.detail)
     } else {
       request.log.info({ code: error.code, ...error.logFields }, `refused: ${error.code}`)
     }
