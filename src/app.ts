@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
-import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
@@ -90,14 +90,14 @@ function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Serv
   }
 }
 
-function authenticatorFor (config: Config, clock: Clock): { authenticator: Authenticator, dev?: ReturnType<typeof createDevAuth>, close?: () => Promise<void> } {
+function authenticatorFor (config: Config, clock: Clock, log: FastifyBaseLogger): { authenticator: Authenticator, dev?: ReturnType<typeof createDevAuth>, close?: () => Promise<void> } {
   const { auth } = config
   if (auth.mode === 'dev') {
     const dev = createDevAuth(auth.dev?.sessionSecret, auth.cookieName)
     return { authenticator: createJwtAuthenticator(dev.jwt, { userIdClaim: auth.userIdClaim, cookieName: dev.cookieName }), dev }
   }
   if (auth.mode === 'jwt' && auth.jwt !== undefined) {
-    return { authenticator: createJwtAuthenticator(auth.jwt, { userIdClaim: auth.userIdClaim, cookieName: auth.cookieName }) }
+    return { authenticator: createJwtAuthenticator(auth.jwt, { userIdClaim: auth.userIdClaim, cookieName: auth.cookieName, log }) }
   }
   if (auth.mode === 'forward' && auth.forward !== undefined) {
     const forward = new ForwardAuthenticator({ ...auth.forward, userIdClaim: auth.userIdClaim, clock })
@@ -200,7 +200,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   const limits = await setUpRateLimits(app, { limits: config.rateLimit, clock, redis })
 
-  const { authenticator: verifier, dev, close: closeAuthenticator } = authenticatorFor(config, clock)
+  const { authenticator: verifier, dev, close: closeAuthenticator } = authenticatorFor(config, clock, app.log)
   if (closeAuthenticator !== undefined) app.addHook('onClose', closeAuthenticator)
   const authenticator = limitFailedAuthentications(verifier, limits.failedAuth)
   const allowedOrigins = new Set(config.cors.origins)

@@ -5,7 +5,8 @@ import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
 import type { FastifyInstance } from 'fastify'
 import { ManualClock } from '../src/clock.js'
-import { USER_A, assertProblem, buildTestApp, tokenFor } from './helpers.js'
+import { STALE_KEY_SET_MAX_MS, KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
+import { USER_A, USER_B, assertProblem, buildTestApp, tokenFor } from './helpers.js'
 
 /**
  * AUTH_MODE=jwt with AUTH_JWKS_URL: keys come from the identity provider's key set, which is
@@ -181,6 +182,57 @@ t.test('JWKS server answering an error → 503 auth_unavailable, then recovers',
   const res = await ask(app, RECIPIENTS, token)
   t.equal(res.statusCode, 200, 'a failed fetch is not cached: the next request fetches again')
   t.equal(jwks.state.fetches, 2)
+})
+
+t.test('the key set cannot be fetched past its cache age: the last one fetched stands in, for up to 24 h', async t => {
+  const key = await signingKey('key-1')
+  const jwks = await startJwksServer(t, [key.jwk])
+  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  // Each token distinct (a JWT seen before would be answered by the verify cache, no key needed).
+  let serial = 0
+  const signed = async (user: string, signer = key, kid = key.kid) => await tokenFor(user, { jti: `t${serial++}` }, { key: signer.privateKey, kid })
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200)
+  t.equal(jwks.state.fetches, 1)
+
+  // The identity provider goes down; jose's 10-minute cache age passes (jose and the verify
+  // cache read Date.now; token lifetimes are checked against `new Date()`, untouched).
+  jwks.state.failWith = 503
+  const realNow = Date.now.bind(Date)
+  let shift = 11 * 60_000
+  t.capture(Date, 'now', () => realNow() + shift)
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'a user signed in before is served')
+  t.equal(jwks.state.fetches, 2, 'after one failed fetch')
+  t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is a new sign-in with a known key')
+  t.equal(jwks.state.fetches, 2, 'the next requests do not each wait for a fetch')
+  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 200, 'ready: tokens can be verified')
+  t.equal(jwks.state.fetches, 2, 'the probe does not fetch either')
+  const warnings = logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
+  t.equal(warnings.length, 1, 'one warning for the outage')
+  t.match(warnings[0], { level: 40, msg: /verifying with the last one fetched/, auth: { lastFetchedAt: String } })
+
+  const stranger = await signingKey('key-1')
+  assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A, stranger)), 401, 'unauthenticated')
+  const rotated = await signingKey('key-2')
+  assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A, rotated, rotated.kid)), 503, 'auth_unavailable')
+  t.equal(jwks.state.fetches, 2, 'an unknown kid is not the caller\'s fault while the set cannot be fetched')
+
+  shift += KEY_SET_RETRY_MS
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_B))).statusCode, 200)
+  t.equal(jwks.state.fetches, 3, 'a fetch is tried again every 30 s')
+
+  shift = STALE_KEY_SET_MAX_MS + 1000
+  assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
+  t.equal(jwks.state.fetches, 4)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'not ready once the last set is too old to stand in')
+  t.equal(jwks.state.fetches, 5, 'readiness asked the provider itself')
+
+  jwks.state.failWith = undefined
+  shift += KEY_SET_RETRY_MS
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'served again once the set can be fetched')
+  t.equal(jwks.state.fetches, 6)
+  t.equal(emulator.control.minted.length, 5, 'a token for each request served, none for the refused')
+  t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 1, 'still one warning: the outage never ended')
 })
 
 t.test('readiness: the key set is a configured dependency', async t => {

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuthConfig, JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { createJwtVerifier, type JwtVerifier } from './jwt.js'
@@ -43,9 +43,9 @@ function credentialFrom (request: FastifyRequest, cookieName: string | undefined
 }
 
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
-export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier }): Authenticator {
+export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier, log?: FastifyBaseLogger }): Authenticator {
   // Each distinct JWT is verified once and remembered until its `exp` (see verify-cache.ts).
-  const verifier = options.verify === undefined ? createJwtVerifier(jwt) : undefined
+  const verifier = options.verify === undefined ? createJwtVerifier(jwt, { ...(options.log === undefined ? {} : { log: options.log }) }) : undefined
   const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier)
   return {
     ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),

@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type ExportedJWKSCache, type JWKSCacheInput, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import type { FastifyBaseLogger } from 'fastify'
 import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 
@@ -21,36 +22,89 @@ class KeySetUnavailable extends Error {}
 
 interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: KeySourceReady }
 
-function remoteKeySet (url: string): KeySource {
+/**
+ * While the key set cannot be fetched (the identity provider is down), the last one fetched
+ * keeps verifying tokens for up to this long after that fetch, rather than every sign-in failing
+ * once jose's 10-minute cache age has passed. No fetch could tell of a withdrawn key meanwhile.
+ */
+export const STALE_KEY_SET_MAX_MS = 24 * 60 * 60_000
+/** While fetches fail, one is tried at most this often; the requests in between do not wait for one. */
+export const KEY_SET_RETRY_MS = 30_000
+
+function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySource {
+  // jose writes each fetched set here, with when it was fetched (`uat`).
+  const cache: JWKSCacheInput = {}
+  const fetched = cache as Partial<ExportedJWKSCache>
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
-  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: cache })
+  let lastKnown: { uat: number, keys: JWTVerifyGetKey } | undefined
+  let failedAt = -Infinity
+
+  /** The last key set fetched, while it may stand in for one that cannot be fetched. */
+  function lastKnownKeys (): JWTVerifyGetKey | undefined {
+    const { uat, jwks } = fetched
+    if (uat === undefined || jwks === undefined || Date.now() - uat >= STALE_KEY_SET_MAX_MS) return undefined
+    if (lastKnown?.uat !== uat) lastKnown = { uat, keys: createLocalJWKSet(jwks) }
+    return lastKnown.keys
+  }
+
+  function fetchFailed (err: unknown): JWTVerifyGetKey | undefined {
+    const keys = lastKnownKeys()
+    // Once per outage: the first failure after a success (or after a cold start).
+    if (failedAt < (fetched.uat ?? 0)) {
+      const fetchedAt = fetched.uat === undefined ? undefined : new Date(fetched.uat).toISOString()
+      log?.warn({ auth: { jwks: 'unavailable', cause: (err as Error).message, lastFetchedAt: fetchedAt } }, keys === undefined
+        ? 'The identity provider\'s key set cannot be fetched; sign-ins fail until it can'
+        : 'The identity provider\'s key set cannot be fetched; verifying with the last one fetched meanwhile')
+    }
+    failedAt = Date.now()
+    return keys
+  }
+
+  /** Verified with the last key set fetched: a `kid` it lacks may be a new key the provider could not tell of. */
+  async function withLastKnown (keys: JWTVerifyGetKey, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
+    try {
+      return await keys(header, token)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey) throw new KeySetUnavailable('no key for the token in the last key set fetched', { cause: err })
+      throw err
+    }
+  }
+
   // Ready while the fetched set is within its cache age (what verification uses without a
-  // fetch), or when it can be fetched now.
+  // fetch), when it can be fetched now, or while the last one fetched stands in.
   const ready: KeySourceReady = async () => {
     if (keySet.fresh) return true
+    // While fetches fail and the last set stands in, a probe does not wait on another attempt.
+    if (Date.now() - failedAt < KEY_SET_RETRY_MS && lastKnownKeys() !== undefined) return true
     try {
       await keySet.reload()
       return true
-    } catch {
-      return false
+    } catch (err) {
+      return fetchFailed(err) !== undefined
     }
   }
   const key: JWTVerifyGetKey = async (header, token) => {
+    // While fetches fail, the requests between two attempts use the last set without waiting.
+    const standIn = !keySet.fresh && Date.now() - failedAt < KEY_SET_RETRY_MS ? lastKnownKeys() : undefined
+    if (standIn !== undefined) return await withLastKnown(standIn, header, token)
     try {
       return await keySet(header, token)
     } catch (err) {
       // No usable key in a fetched set is the token's fault; any other failure is the fetch's.
       if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) throw err
+      const keys = fetchFailed(err)
+      if (keys !== undefined) return await withLastKnown(keys, header, token)
       throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
     }
   }
   return { key, ready }
 }
 
-function keyFor (config: JwtConfig): KeySource {
+function keyFor (config: JwtConfig, log: FastifyBaseLogger | undefined): KeySource {
   switch (config.key.kind) {
     case 'jwks':
-      return remoteKeySet(config.key.url)
+      return remoteKeySet(config.key.url, log)
     case 'public-key':
       return { key: createPublicKey(config.key.pem) }
     case 'secret':
@@ -86,8 +140,8 @@ async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerif
  * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
  * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
  */
-export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = () => new Date()): JwtVerifier & { ready?: KeySourceReady } {
-  const { key, ready } = keyFor(config)
+export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger } = {}): JwtVerifier & { ready?: KeySourceReady } {
+  const { key, ready } = keyFor(config, options.log)
   async function verify (token: string): Promise<JWTPayload> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
     try {
@@ -97,7 +151,7 @@ export function createJwtVerifier (config: JwtConfig, currentDate: () => Date = 
         audience: config.audience,
         clockTolerance: config.clockToleranceS,
         requiredClaims: ['exp'],
-        currentDate: currentDate()
+        currentDate: new Date()
       })
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated('The session token has expired.', err)
