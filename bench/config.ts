@@ -35,17 +35,26 @@ export interface BenchConfig {
   resultsFile: string
 }
 
-/** An integer setting from `env`, or `fallback` when unset; anything else but an integer ≥ `min` is an error. */
-export function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+/** A setting from `env`; an empty one counts as unset. */
+function text (env: NodeJS.ProcessEnv, name: string): string | undefined {
   const raw = env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`)
+  return raw === '' ? undefined : raw
+}
+
+/**
+ * An integer setting from `env`, or `fallback` when unset. Plain decimal digits only, like the
+ * broker's own number settings: `Number()` would also read blanks as 0, `0x10` as 16 and `1e3`.
+ */
+export function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+  const raw = text(env, name)
+  if (raw === undefined) return fallback
+  const value = /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN
+  if (!Number.isSafeInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`)
   return value
 }
 
 export function loadBenchConfig (env: NodeJS.ProcessEnv, defaultResultsFile: string): BenchConfig {
-  const build = env.BENCH_BROKER_BUILD ?? 'dist'
+  const build = text(env, 'BENCH_BROKER_BUILD') ?? 'dist'
   if (build !== 'dist' && build !== 'tsx') throw new Error(`BENCH_BROKER_BUILD must be dist or tsx, got ${JSON.stringify(build)}`)
   const config: BenchConfig = {
     durationS: integer(env, 'BENCH_DURATION_S', 10, 1),
@@ -56,14 +65,14 @@ export function loadBenchConfig (env: NodeJS.ProcessEnv, defaultResultsFile: str
     coldRequests: integer(env, 'BENCH_COLD_REQUESTS', 1000, 1),
     bearerTtlS: integer(env, 'BENCH_BEARER_TTL_S', 1200, 60),
     brokerBuild: build,
-    brokerEntry: env.BENCH_BROKER_ENTRY === '' ? undefined : env.BENCH_BROKER_ENTRY,
-    compareEntry: env.BENCH_COMPARE_ENTRY === '' ? undefined : env.BENCH_COMPARE_ENTRY,
-    brokerLogLevel: env.BENCH_BROKER_LOG_LEVEL ?? 'info',
-    brokerNodeArgs: (env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''),
+    brokerEntry: text(env, 'BENCH_BROKER_ENTRY'),
+    compareEntry: text(env, 'BENCH_COMPARE_ENTRY'),
+    brokerLogLevel: text(env, 'BENCH_BROKER_LOG_LEVEL') ?? 'info',
+    brokerNodeArgs: (env.BENCH_BROKER_NODE_ARGS ?? '').split(/\s+/).filter((arg) => arg !== ''),
     cpuProf: env.BENCH_CPU_PROF === '1',
     keepLogs: env.BENCH_KEEP_LOGS === '1',
     strict: env.BENCH_STRICT === '1',
-    resultsFile: env.BENCH_RESULTS_FILE ?? defaultResultsFile
+    resultsFile: text(env, 'BENCH_RESULTS_FILE') ?? defaultResultsFile
   }
   // The cold-start burst uses the first users' JWTs.
   if (config.coldRequests > config.users) throw new Error('BENCH_COLD_REQUESTS must not exceed BENCH_USERS')

@@ -29,7 +29,7 @@ const WARMUP = Math.max(integer(process.env, 'BENCH_INSTR_WARMUP', 6000, 1), USE
 const REQUESTS = integer(process.env, 'BENCH_INSTR_REQUESTS', 2000, 1)
 const DIR = join(OUT, 'instructions')
 /** The report; BENCH_INSTR_RESULTS_FILE writes it elsewhere (e.g. while developing). */
-const RESULTS_FILE = process.env.BENCH_INSTR_RESULTS_FILE ?? join(ROOT, 'bench', 'INSTRUCTIONS.md')
+const RESULTS_FILE = process.env.BENCH_INSTR_RESULTS_FILE === undefined || process.env.BENCH_INSTR_RESULTS_FILE === '' ? join(ROOT, 'bench', 'INSTRUCTIONS.md') : process.env.BENCH_INSTR_RESULTS_FILE
 try {
   execFileSync('valgrind', ['--version'], { stdio: 'ignore' })
 } catch {

@@ -78,6 +78,9 @@ function median (values: number[]): number {
 const MB = 1024 * 1024
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`
 const ms = (value: number): string => `${value.toFixed(2)} ms`
+const p99Difference = (deltaMs: number): string => deltaMs < 0 ? `${ms(-deltaMs)} less` : `${ms(deltaMs)} more`
+/** A ratio to three decimals, cut rather than rounded: one under 0.8 never reads 0.800×. */
+const ratioText = (value: number): string => `${(Math.floor(value * 1000 + 1e-9) / 1000).toFixed(3)}×`
 const percent = (share: number): string => `${(share * 100).toFixed(0)} %`
 const fixed = (value: number, digits = 0): string => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
@@ -103,7 +106,7 @@ export function verdicts (results: BenchResults): Verdict[] {
   // counted: the per-token verdicts would be guesses, so they are left out.
   const audited = results.lives.every((life) => life.audited)
   const out: Verdict[] = [
-    { target: 'throughput ≥ 0.8× baseline (median of pairs)', measured: `${ratio.toFixed(3)}×`, ok: ratio >= 0.8 },
+    { target: 'throughput ≥ 0.8× baseline (median of pairs)', measured: ratioText(ratio), ok: ratio >= 0.8 },
     { target: 'p99 ≤ baseline p99 + 2 ms (median of pairs)', measured: `${p99Delta >= 0 ? '+' : ''}${ms(p99Delta)}`, ok: p99Delta <= 2 },
     {
       target: '1 OAuth call per bearer lifetime (the broker renews no earlier than half-way)',
@@ -153,11 +156,11 @@ export function renderMarkdown (results: BenchResults): string {
     '',
     '| | broker | baseline | broker / baseline |',
     '|---|---|---|---|',
-    `| req/s (median of runs) | ${fixed(median(brokerRuns.map((r) => r.load.reqPerS)))} | ${fixed(median(baselineRuns.map((r) => r.load.reqPerS)))} | **${median(figures.map((p) => p.ratio)).toFixed(3)}×** (median of pairs) |`,
+    `| req/s (median of runs) | ${fixed(median(brokerRuns.map((r) => r.load.reqPerS)))} | ${fixed(median(baselineRuns.map((r) => r.load.reqPerS)))} | **${ratioText(median(figures.map((p) => p.ratio)))}** (median of pairs) |`,
     `| p50 latency (median of runs) | ${ms(median(brokerRuns.map((r) => r.load.p50Ms)))} | ${ms(median(baselineRuns.map((r) => r.load.p50Ms)))} | |`,
     `| CPU per request (median of runs) | ${fixed(median(brokerRuns.map((r) => r.cpuUsPerRequest)))} µs | ${fixed(median(baselineRuns.map((r) => r.cpuUsPerRequest)))} µs | ${(median(brokerRuns.map((r) => r.cpuUsPerRequest)) / median(baselineRuns.map((r) => r.cpuUsPerRequest))).toFixed(2)}× |`,
     `| main thread busy (median of runs) | ${percent(median(brokerRuns.map((r) => r.mainThreadBusy)))} | ${percent(median(baselineRuns.map((r) => r.mainThreadBusy)))} | |`,
-    `| p99 latency (median of runs) | ${ms(median(brokerRuns.map((r) => r.load.p99Ms)))} | ${ms(median(baselineRuns.map((r) => r.load.p99Ms)))} | ${ms(median(figures.map((p) => p.p99DeltaMs)))} more (median of pairs) |`,
+    `| p99 latency (median of runs) | ${ms(median(brokerRuns.map((r) => r.load.p99Ms)))} | ${ms(median(baselineRuns.map((r) => r.load.p99Ms)))} | ${p99Difference(median(figures.map((p) => p.p99DeltaMs)))} (median of pairs) |`,
     '',
     `Same machine, same runs: per request the emulator used ${fixed(median(results.runs.map((r) => r.emulatorCpuUsPerRequest)))} µs of CPU and autocannon ${fixed(median(results.runs.map((r) => r.loaderCpuUsPerRequest)))} µs (medians); all three processes share the ${env.cpus} CPUs, so a target's CPU per request is the steadiest figure of its cost.`,
     '',
@@ -197,7 +200,7 @@ export function renderMarkdown (results: BenchResults): string {
   const compareRuns = results.runs.filter((r) => r.target === 'compare')
   if (compareRuns.length > 0) {
     const row = (name: string, runs: MeasuredRun[]): string =>
-      `| ${name} | ${fixed(median(runs.map((r) => r.load.reqPerS)))} | ${ms(median(runs.map((r) => r.load.p50Ms)))} | ${ms(median(runs.map((r) => r.load.p99Ms)))} | ${fixed(median(runs.map((r) => r.cpuUsPerRequest)))} µs | ${median(runs.map((r) => r.load.reqPerS / (baselineRuns.find((b) => b.pair === r.pair)?.load.reqPerS ?? NaN))).toFixed(3)}× |`
+      `| ${name} | ${fixed(median(runs.map((r) => r.load.reqPerS)))} | ${ms(median(runs.map((r) => r.load.p50Ms)))} | ${ms(median(runs.map((r) => r.load.p99Ms)))} | ${fixed(median(runs.map((r) => r.cpuUsPerRequest)))} µs | ${ratioText(median(runs.map((r) => r.load.reqPerS / (baselineRuns.find((b) => b.pair === r.pair)?.load.reqPerS ?? NaN))))} |`
     lines.push(
       '## Compared build',
       '',
