@@ -51,6 +51,18 @@ t.test('a bad cookie is 401, not a CSRF refusal, and never reaches Mangopay', as
   t.equal(emulator.control.calls.total, 0)
 })
 
+t.test('a cookie without X-CSRF is refused before it is verified, and is no failed sign-in', async t => {
+  const { app, emulator } = await buildTestApp(t, { env: { ...env, AUTH_FAILURE_LIMIT_MAX: '2' } })
+  for (let i = 0; i < 6; i++) {
+    const res = await post(app, '/v1/tokens/recipients', { headers: { cookie: `${COOKIE}=forged-${i}`, origin: 'https://evil.test' } })
+    t.equal(res.statusCode, 403, 'a forged cross-site cookie request')
+    t.equal(res.json().code, 'csrf_rejected')
+  }
+  const res = await post(app, '/v1/tokens/recipients', { headers: { cookie: `${COOKIE}=${await tokenFor(USER_A)}`, 'x-csrf': '1', origin: APP_ORIGIN } })
+  t.equal(res.statusCode, 200, 'the address is not locked out: none of them counted as a failed sign-in')
+  t.equal(emulator.control.minted.length, 1, 'one token, for the one genuine request')
+})
+
 t.test('without AUTH_COOKIE_NAME a cookie is not a credential', async t => {
   const { app, emulator } = await buildTestApp(t, { env: { CORS_ORIGINS: APP_ORIGIN } })
   const res = await post(app, '/v1/tokens/recipients', { headers: { cookie: `${COOKIE}=${await tokenFor(USER_A)}`, 'x-csrf': '1', origin: APP_ORIGIN } })

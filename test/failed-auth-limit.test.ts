@@ -30,6 +30,7 @@ function harness (remaining: number, ttlInSeconds = 60) {
     async record () {}
   }
   const inner: Authenticator = {
+    credentialSource: () => 'header',
     authenticate: async () => await new Promise<Session>(resolve => pending.push(resolve))
   }
   return {

@@ -281,6 +281,19 @@ t.test('requests without Cookie or Authorization do not count as failed sign-ins
   t.equal((await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', ...browserHeaders } })).statusCode, 200, 'the address is not locked out')
 })
 
+t.test('a cookie without X-CSRF is refused before the session endpoint is asked, and is no failed sign-in', async t => {
+  const session = await startSessionServer(t)
+  const { app, emulator } = await forwardApp(t, session.url, { AUTH_FAILURE_LIMIT_MAX: '3' })
+  for (let i = 0; i < 10; i++) {
+    // What a cross-site page's form or no-cors fetch sends when the browser attaches the cookie.
+    assertProblem(t, await post(app, URL_RECIPIENTS, { headers: { cookie: `sid=guess-${i}`, origin: 'https://evil.test', 'sec-fetch-site': 'cross-site' } }), 403, 'csrf_rejected')
+  }
+  assertProblem(t, await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', 'x-csrf': '1', origin: 'https://evil.test' } }), 403, 'csrf_rejected')
+  t.equal(session.received.length, 0, 'no forged request reached the session endpoint')
+  t.equal((await post(app, URL_RECIPIENTS, { headers: { cookie: 'sid=alice', ...browserHeaders } })).statusCode, 200, 'the victim\'s address is not locked out')
+  t.equal(emulator.control.minted.length, 1, 'one token, for the one genuine request')
+})
+
 t.test('readiness: the session endpoint is a configured dependency', async t => {
   const session = await startSessionServer(t)
   const clock = new ManualClock()

@@ -9,6 +9,12 @@ import { mangopayUserIdsFromClaim, type Session } from './session.js'
 export interface Authenticator {
   authenticate (request: FastifyRequest): Promise<Session>
   /**
+   * Where the request's credential would be read from, without verifying it: a cookie, which
+   * the browser attaches to cross-site requests too, is subject to the CSRF rules before any
+   * verification work (SPEC §3.4); undefined when the request presents none.
+   */
+  credentialSource (request: FastifyRequest): Session['credential'] | undefined
+  /**
    * Readiness, where the mode depends on the identity provider (a JWKS, a session endpoint):
    * true when it answers. Absent when nothing outside the broker is needed (a fixed key).
    */
@@ -49,6 +55,11 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
   const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier)
   return {
     ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
+    credentialSource (request) {
+      if (request.headers.authorization !== undefined) return 'header'
+      const cookie = options.cookieName === undefined ? undefined : request.cookies[options.cookieName]
+      return cookie !== undefined && cookie !== '' ? 'cookie' : undefined
+    },
     async authenticate (request) {
       const credential = credentialFrom(request, options.cookieName)
       const claims = await verify(credential.token)

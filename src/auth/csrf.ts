@@ -7,10 +7,12 @@ import type { Session } from './session.js'
  * request must prove it was made by script from an allowed origin: the custom `X-CSRF: 1`
  * header (a cross-site form cannot set it, and CORS stops cross-site scripts from sending it
  * without a preflight), plus an `Origin` / `Sec-Fetch-Site` check. Header credentials are
- * never sent automatically, so they are exempt.
+ * never sent automatically, so they are exempt. Checked on where the credential comes from,
+ * before it is verified: a forged cross-site request costs no verification and no session
+ * endpoint call, and does not count as a failed sign-in against its victim's address.
  */
-export function checkCsrf (request: FastifyRequest, session: Session, allowedOrigins: ReadonlySet<string>): void {
-  if (session.credential !== 'cookie') return
+export function checkCsrf (request: FastifyRequest, credential: Session['credential'] | undefined, allowedOrigins: ReadonlySet<string>): void {
+  if (credential !== 'cookie') return
   if (request.headers['x-csrf'] !== '1') {
     throw new BrokerError('csrf_rejected', 'Cookie-authenticated requests must send the header "X-CSRF: 1".')
   }

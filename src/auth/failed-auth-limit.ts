@@ -130,6 +130,7 @@ export function limitFailedAuthentications (authenticator: Authenticator, limit:
   }
 
   return {
+    credentialSource: request => authenticator.credentialSource(request),
     async authenticate (request) {
       const [address, gate] = await turn(request)
       try {

@@ -117,6 +117,12 @@ export class ForwardAuthenticator implements Authenticator {
       })
   }
 
+  credentialSource (request: FastifyRequest): Session['credential'] | undefined {
+    const credentials = credentialsOf(request)
+    if (credentials.authorization !== undefined) return 'header'
+    return credentials.cookie === undefined ? undefined : 'cookie'
+  }
+
   async authenticate (request: FastifyRequest): Promise<Session> {
     const credentials = credentialsOf(request)
     if (credentials.cookie === undefined && credentials.authorization === undefined) {

@@ -88,8 +88,9 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
   async function authorize (request: FastifyRequest): Promise<void> {
     // Its answer would most likely be lost with its connection: no quota is spent on it.
     if (lifecycle.closing) throw new BrokerError('shutting_down', 'The broker is shutting down; retry shortly.', { retryAfterS: 1 })
+    // SPEC §3.4: before any upstream call, the session endpoint's or the key set's included.
+    checkCsrf(request, authenticator.credentialSource(request), allowedOrigins)
     const session = await authenticator.authenticate(request)
-    checkCsrf(request, session, allowedOrigins)
     // The body has passed the route schema by the time preHandlers run.
     const body = request.body as Static<typeof TokenRequestBody> | undefined
     request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
