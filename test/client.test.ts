@@ -53,6 +53,13 @@ async function rejection (promise: Promise<unknown>): Promise<TokenClientError> 
   throw new Error('expected a TokenClientError, the call succeeded')
 }
 
+/** A point in a request the test waits for: `reached` settles the first time `reach()` is called. */
+function checkpoint (): { reach: () => void, reached: Promise<void> } {
+  let reach = (): void => {}
+  const reached = new Promise<void>(resolve => { reach = resolve })
+  return { reach, reached }
+}
+
 /** A 429 from Mangopay whose window resets `inS` seconds from now: the broker answers 503 + Retry-After. */
 function mangopayRateLimited (inS: number) {
   return {
@@ -160,7 +167,14 @@ t.test('caching is opt-in, reuses a token until shortly before it expires, and h
 
 t.test('clear() drops cached tokens and cancels what is in flight', async t => {
   const broker = await startBroker(t)
-  const client = await clientFor(broker, USER_A, { cache: true })
+  const sent = checkpoint()
+  const client = await clientFor(broker, USER_A, {
+    cache: true,
+    fetch: async (input, init) => {
+      if (String(input).endsWith('/checkout')) sent.reach()
+      return await fetch(input, init)
+    }
+  })
 
   const before = await client.recipientsToken()
   client.clear()
@@ -170,6 +184,7 @@ t.test('clear() drops cached tokens and cancels what is in flight', async t => {
 
   broker.emulator.control.inject({ target: 'checkout', times: 1, fault: { kind: 'latency', ms: 300 } })
   const pending = client.checkoutToken()
+  await sent.reached
   client.clear()
   t.match(await rejection(pending), { code: 'cleared', status: 0 }, 'a caller waiting at clear() gets a cleared error')
 })
@@ -177,12 +192,17 @@ t.test('clear() drops cached tokens and cancels what is in flight', async t => {
 t.test('an answer that arrives after clear() never fills the cache, even if fetch cannot abort', async t => {
   const broker = await startBroker(t)
   // Some fetch polyfills ignore the abort signal: the answer then arrives after clear().
+  const sent = checkpoint()
   const client = await clientFor(broker, USER_A, {
     cache: true,
-    fetch: async (input, init) => await fetch(input, { ...init, signal: null })
+    fetch: async (input, init) => {
+      sent.reach()
+      return await fetch(input, { ...init, signal: null })
+    }
   })
   broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
   const pending = client.recipientsToken()
+  await sent.reached
   client.clear()
   t.match(await rejection(pending), { code: 'cleared' }, 'the old request\'s caller still gets no token')
   t.equal(broker.emulator.control.minted.length, 1, 'the old request did reach Mangopay')
@@ -192,6 +212,53 @@ t.test('an answer that arrives after clear() never fills the cache, even if fetc
   t.equal(broker.emulator.control.minted.length, 2, 'the next call asked again instead of using the late answer')
   t.not(next.clientToken, late)
   t.equal((await client.recipientsToken()).clientToken, next.clientToken, 'and caches its own token')
+})
+
+t.test('tokens and shared requests belong to one credential: a JWT swapped without clear() never gets the previous user\'s token', async t => {
+  const broker = await startBroker(t)
+  const alice = await tokenFor(USER_A)
+  const bob = await tokenFor(USER_B)
+  let jwt = alice
+  const minted = broker.emulator.control.minted
+
+  broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
+  const client = createTokenClient({ baseUrl: broker.baseUrl, getAuthorization: () => jwt })
+  const forAlice = client.recipientsToken()
+  jwt = bob // an app that keeps the JWT in memory signs Alice out and Bob in
+  const forBob = client.recipientsToken()
+  t.match(await forAlice, { userId: USER_A, clientToken: minted.find(m => m.userId === USER_A)?.token })
+  t.match(await forBob, { userId: USER_B, clientToken: minted.find(m => m.userId === USER_B)?.token }, 'Bob\'s call did not join Alice\'s request')
+  t.equal(minted.length, 2)
+
+  jwt = alice
+  const cached = createTokenClient({ baseUrl: broker.baseUrl, getAuthorization: () => jwt, cache: true })
+  const alicesToken = await cached.checkoutToken()
+  jwt = bob
+  const bobsToken = await cached.checkoutToken()
+  t.equal(bobsToken.userId, USER_B, 'Alice\'s cached token is not handed to Bob')
+  t.not(bobsToken.clientToken, alicesToken.clientToken)
+  t.equal((await cached.checkoutToken()).clientToken, bobsToken.clientToken, 'Bob\'s own token is cached for him')
+  t.equal(minted.length, 4)
+})
+
+t.test('an answer for another Mangopay user than the one named is refused', async t => {
+  const broker = await startBroker(t)
+  // A proxy cache keyed by URL alone (a misconfiguration): it replays B's answer when C is asked for.
+  let replayed: string | undefined
+  const client = await clientFor(broker, [USER_B, USER_C], {
+    cache: true,
+    fetch: async (input, init) => {
+      if (replayed !== undefined) return new Response(replayed, { status: 200, headers: { 'content-type': 'application/json' } })
+      const response = await fetch(input, init)
+      replayed = await response.clone().text()
+      return response
+    }
+  })
+  t.equal((await client.recipientsToken({ userId: USER_B })).userId, USER_B)
+  const err = await rejection(client.recipientsToken({ userId: USER_C }))
+  t.match(err, { code: 'user_mismatch', status: 200 }, 'C\'s caller does not get B\'s token')
+  t.notMatch(err.message, replayed ?? '', 'the refused answer is not echoed')
+  t.equal(broker.emulator.control.minted.length, 1)
 })
 
 t.test('errors are TokenClientError with the problem+json code, status and request id', async t => {
@@ -213,6 +280,42 @@ t.test('errors are TokenClientError with the problem+json code, status and reque
   const barePrefixed = createTokenClient({ baseUrl: broker.baseUrl, getAuthorization: async () => bare })
   t.equal((await barePrefixed.checkoutToken()).userId, USER_A, 'a bare JWT from getAuthorization is sent as Bearer')
   t.equal(broker.emulator.control.minted.length, 1, 'refused calls never reached Mangopay')
+})
+
+t.test('a failing getAuthorization is a TokenClientError, or cleared when clear() came first', async t => {
+  const broker = await startBroker(t)
+  const recorder = recordingFetch()
+  const refreshFailed = new Error('the identity provider is down')
+
+  for (const getAuthorization of [async () => { throw refreshFailed }, () => { throw refreshFailed }]) {
+    const err = await rejection(createTokenClient({ baseUrl: broker.baseUrl, fetch: recorder.fetch, getAuthorization }).recipientsToken())
+    t.match(err, { code: 'authorization_failed', status: 0 })
+    t.equal(err.cause, refreshFailed, 'the app\'s own error is kept as the cause')
+  }
+
+  let fail = (_err: Error): void => {}
+  const failingAfterClear = createTokenClient({
+    baseUrl: broker.baseUrl,
+    fetch: recorder.fetch,
+    getAuthorization: async () => await new Promise<string>((_resolve, reject) => { fail = reject })
+  })
+  const failing = failingAfterClear.checkoutToken()
+  failingAfterClear.clear()
+  fail(new Error('refresh interrupted by the logout'))
+  t.match(await rejection(failing), { code: 'cleared' }, 'clear() during getAuthorization: the caller gets cleared')
+
+  const jwt = await tokenFor(USER_A)
+  let answer = (_jwt: string): void => {}
+  const answeringAfterClear = createTokenClient({
+    baseUrl: broker.baseUrl,
+    fetch: recorder.fetch,
+    getAuthorization: async () => await new Promise<string>(resolve => { answer = resolve })
+  })
+  const answering = answeringAfterClear.checkoutToken()
+  answeringAfterClear.clear()
+  answer(jwt)
+  t.match(await rejection(answering), { code: 'cleared' }, 'a credential read across clear() is not used')
+  t.equal(recorder.sent.length, 0, 'nothing was sent')
 })
 
 t.test('answers that are not the broker\'s become typed errors too', async t => {
@@ -296,6 +399,128 @@ t.test('the broker\'s own per-user limit is a typed rate_limited error', async t
   t.ok(err.retryAfter !== undefined && err.retryAfter > 10, 'a minute-long window')
   t.equal(recorder.sent.length, 2, 'too long to wait: not retried')
   t.equal(broker.emulator.control.minted.length, 1)
+})
+
+t.test('a caller whose signal is already aborted sends nothing', async t => {
+  const broker = await startBroker(t)
+  const recorder = recordingFetch()
+  const jwt = await tokenFor(USER_A)
+  let credentialReads = 0
+  let credential = (_jwt: string): void => {}
+  let slow = false
+  const client = createTokenClient({
+    baseUrl: broker.baseUrl,
+    fetch: recorder.fetch,
+    getAuthorization: async () => {
+      credentialReads++
+      return slow ? await new Promise<string>(resolve => { credential = resolve }) : jwt
+    }
+  })
+
+  const gone = new AbortController()
+  gone.abort()
+  await t.rejects(client.recipientsToken({ signal: gone.signal }), { name: 'AbortError' })
+  t.equal(credentialReads, 0, 'not even the credential is read')
+
+  slow = true
+  const leaving = new AbortController()
+  const whileReading = client.recipientsToken({ signal: leaving.signal })
+  leaving.abort()
+  await t.rejects(whileReading, { name: 'AbortError' }, 'aborted while getAuthorization was pending')
+  credential(jwt)
+
+  // A later call, answered, leaves time for any request the aborted calls had started to show.
+  slow = false
+  await client.checkoutToken()
+  t.same(recorder.sent.map(s => s.url), [`${broker.baseUrl}/v1/tokens/checkout`], 'only the later call reached the broker')
+  t.same(broker.emulator.control.minted.map(m => m.kind), ['checkout'])
+})
+
+t.test('a shared request every caller has given up on is cancelled, Retry-After wait included', async t => {
+  const broker = await startBroker(t)
+  broker.emulator.control.inject(mangopayRateLimited(1))
+  const recorder = recordingFetch()
+  const refused = checkpoint()
+  const retried = checkpoint()
+  const client = await clientFor(broker, USER_A, {
+    retry: true,
+    fetch: async (input, init) => {
+      if (recorder.sent.length === 1) retried.reach()
+      const response = await recorder.fetch(input, init)
+      if (response.status === 503) refused.reach()
+      return response
+    }
+  })
+
+  const first = new AbortController()
+  const second = new AbortController()
+  const firstCaller = client.recipientsToken({ signal: first.signal })
+  const secondCaller = client.recipientsToken({ signal: second.signal })
+  await refused.reached // the helper now waits for Retry-After before its one retry
+  const requestSignal = recorder.sent[0]?.init.signal ?? undefined
+  first.abort()
+  await t.rejects(firstCaller, { name: 'AbortError' })
+  t.notOk(requestSignal?.aborted, 'one caller giving up leaves the request to the other')
+  second.abort()
+  await t.rejects(secondCaller, { name: 'AbortError' })
+
+  const cancelled = new Promise<string>(resolve => {
+    if (requestSignal?.aborted === true) resolve('cancelled')
+    else requestSignal?.addEventListener('abort', () => resolve('cancelled'))
+  })
+  t.equal(await Promise.race([cancelled, retried.reached.then(() => 'retried')]), 'cancelled', 'the last one leaving cancels it')
+  t.equal(recorder.sent.length, 1, 'the retry was never sent')
+  t.equal(broker.emulator.control.minted.length, 0, 'no token minted for nobody')
+
+  t.equal((await client.recipientsToken()).userId, USER_A, 'a later call starts its own request, not the cancelled one')
+})
+
+t.test('a caller arriving as the last one leaves still shares the request', async t => {
+  const broker = await startBroker(t)
+  broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
+  const recorder = recordingFetch()
+  const sent = checkpoint()
+  const client = await clientFor(broker, USER_A, {
+    fetch: async (input, init) => {
+      sent.reach()
+      return await recorder.fetch(input, init)
+    }
+  })
+  const unmounted = new AbortController()
+  const before = client.recipientsToken({ signal: unmounted.signal })
+  await sent.reached
+  // A component unmounted and mounted again in one task (a re-keyed parent, a route remount).
+  unmounted.abort()
+  const after = client.recipientsToken()
+  await t.rejects(before, { name: 'AbortError' })
+  t.equal((await after).clientToken, broker.emulator.control.minted[0]?.token)
+  t.equal(recorder.sent.length, 1, 'one request for both')
+})
+
+t.test('with the cache on, a request every caller gave up on finishes and fills the cache', async t => {
+  const broker = await startBroker(t)
+  broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
+  const recorder = recordingFetch()
+  const sent = checkpoint()
+  const client = await clientFor(broker, USER_A, {
+    cache: true,
+    fetch: async (input, init) => {
+      sent.reach()
+      return await recorder.fetch(input, init)
+    }
+  })
+  const unmounted = new AbortController()
+  const gaveUp = client.recipientsToken({ signal: unmounted.signal })
+  await sent.reached
+  unmounted.abort()
+  await t.rejects(gaveUp, { name: 'AbortError' })
+  await new Promise(resolve => setTimeout(resolve, 0)) // a task later: when a cancellation would have happened
+
+  const token = await client.recipientsToken()
+  t.equal(token.clientToken, broker.emulator.control.minted[0]?.token, 'the next caller gets that request\'s token')
+  t.notOk(recorder.sent[0]?.init.signal?.aborted, 'it was not cancelled')
+  t.equal((await client.recipientsToken()).clientToken, token.clientToken, 'and it is cached')
+  t.equal(recorder.sent.length, 1)
 })
 
 t.test('creating a client touches nothing: safe during server-side rendering', async t => {

@@ -36,8 +36,12 @@ export type TokenClientErrorCode =
   | 'http_error'
   /** A 2xx answer that is not a token. */
   | 'invalid_response'
-  /** `clear()` was called while this request was in flight. */
+  /** `clear()` was called while this call was in progress (reading the credential or waiting for the broker). */
   | 'cleared'
+  /** `getAuthorization` threw or rejected: its error is the `cause`. */
+  | 'authorization_failed'
+  /** A token for another Mangopay user than the `userId` asked for (a proxy cache keyed by URL, for example). */
+  | 'user_mismatch'
   | (string & {})
 
 export class TokenClientError extends Error {
@@ -72,8 +76,10 @@ export interface TokenClientOptions {
   credentials?: RequestCredentials
   /**
    * For apps that keep their session JWT in memory: returns `Bearer <jwt>` (or the bare JWT),
-   * called before every request so a refreshed JWT is picked up. Nothing is sent when it returns
-   * null or undefined.
+   * called at every token call, before the cache is looked up, so a refreshed or swapped JWT is
+   * picked up. Cached tokens and shared requests belong to the credential they were obtained with:
+   * another JWT (another user's, or a refreshed one) never gets them. Nothing is sent when it
+   * returns null or undefined.
    */
   getAuthorization?: () => string | null | undefined | Promise<string | null | undefined>
   /** Defaults to the global `fetch`, looked up at call time. */
@@ -96,8 +102,10 @@ export interface TokenRequestOptions {
   /** Only when the session is linked to several Mangopay users: which one (SPEC §3.3). */
   userId?: string
   /**
-   * Stops this caller waiting. The request itself goes on for the other callers sharing it (a
-   * React StrictMode remount picks it up instead of starting another one).
+   * Stops this caller waiting; already aborted, nothing is sent. The request itself goes on for
+   * the other callers sharing it (a React StrictMode remount picks it up instead of starting
+   * another one). When every one of them has stopped, it is cancelled, Retry-After wait included,
+   * unless `cache` is on: then it finishes and fills the cache for the next call.
    */
   signal?: AbortSignal
   /** Ignore a cached token (e.g. the SDK reported it expired). Concurrent calls still share one request. */
@@ -132,9 +140,17 @@ interface Received {
   expiresAtMs: number
 }
 
+interface Cached extends Received {
+  /** The Authorization header the token was obtained with (undefined for cookie sessions). */
+  authorization: string | undefined
+}
+
 interface Flight {
   promise: Promise<Received>
   controller: AbortController
+  /** Callers still waiting for it: when the last one gives up before the answer, nobody wants the token. */
+  waiters: number
+  settled: boolean
 }
 
 function isRecord (value: unknown): value is Record<string, unknown> {
@@ -205,19 +221,37 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
   const retryEnabled = options.retry !== undefined && options.retry !== false
   const maxRetryWaitS = typeof options.retry === 'object' ? options.retry.maxWaitS ?? DEFAULT_MAX_RETRY_WAIT_S : DEFAULT_MAX_RETRY_WAIT_S
 
-  // Keyed by kind and Mangopay user: a handful of entries per session at most.
-  const cache = new Map<string, Received>()
+  // The cache holds one token per kind and Mangopay user (a handful of entries per session at
+  // most), and the credential it is for: a new JWT replaces the entry rather than adding one.
+  const cache = new Map<string, Cached>()
+  // Keyed by the credential too, so two JWTs never share a request; entries leave as they settle.
   const inFlight = new Map<string, Flight>()
   // Bumped by clear(): a request started before it never writes to the cache.
   let generation = 0
 
-  async function headersFor (userId: string | undefined): Promise<Record<string, string>> {
+  /**
+   * The Authorization header for one token call. Read before the cache and shared requests are
+   * looked up, since they are per credential. The credential stays in this closure: it is never
+   * logged, and never put on a returned object or an error.
+   */
+  async function authorizationFor (startedIn: number): Promise<string | undefined> {
+    let value: string | null | undefined
+    try {
+      value = await options.getAuthorization?.()
+    } catch (err) {
+      if (startedIn !== generation) throw clearedError()
+      throw new TokenClientError('authorization_failed', 'getAuthorization() failed: there was no credential to send to the token broker.', { cause: err })
+    }
+    // clear() came while the credential was read: it may be the signed-out user's.
+    if (startedIn !== generation) throw clearedError()
+    if (typeof value !== 'string' || value === '') return undefined
+    return /^bearer /i.test(value) ? value : `Bearer ${value}`
+  }
+
+  function headersFor (authorization: string | undefined, userId: string | undefined): Record<string, string> {
     // X-CSRF proves the request comes from script (SPEC §3.4); harmless with an Authorization header.
     const headers: Record<string, string> = { accept: 'application/json', 'x-csrf': '1' }
-    const authorization = await options.getAuthorization?.()
-    if (typeof authorization === 'string' && authorization !== '') {
-      headers.authorization = /^bearer /i.test(authorization) ? authorization : `Bearer ${authorization}`
-    }
+    if (authorization !== undefined) headers.authorization = authorization
     if (userId !== undefined) headers['content-type'] = 'application/json'
     return headers
   }
@@ -238,8 +272,8 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
     return new TokenClientError('http_error', `The token broker answered ${status} without a problem description.`, { status, retryAfter, requestId: headerRequestId })
   }
 
-  async function requestOnce (kind: TokenKind, userId: string | undefined, signal: AbortSignal): Promise<EmbeddedToken> {
-    const init: RequestInit = { method: 'POST', credentials, signal, headers: await headersFor(userId) }
+  async function requestOnce (kind: TokenKind, userId: string | undefined, authorization: string | undefined, signal: AbortSignal): Promise<EmbeddedToken> {
+    const init: RequestInit = { method: 'POST', credentials, signal, headers: headersFor(authorization, userId) }
     // No body at all unless a Mangopay user must be named (SPEC §2).
     if (userId !== undefined) init.body = JSON.stringify({ userId })
     try {
@@ -252,10 +286,13 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
       // clear() came while the answer was read (or a fetch that cannot abort ignored it).
       if (signal.aborted) throw clearedError()
       const token = tokenFrom(body)
+      const requestId = response.headers.get('x-request-id') ?? undefined
       if (token === undefined) {
-        throw new TokenClientError('invalid_response', 'The token broker answered with something that is not a token.', {
-          status: response.status, requestId: response.headers.get('x-request-id') ?? undefined
-        })
+        throw new TokenClientError('invalid_response', 'The token broker answered with something that is not a token.', { status: response.status, requestId })
+      }
+      // The broker checks the user it was asked for; something between it and the page may not.
+      if (userId !== undefined && token.userId !== userId) {
+        throw new TokenClientError('user_mismatch', 'The token broker\'s answer is for another Mangopay user than the one asked for.', { status: response.status, requestId })
       }
       return token
     } catch (err) {
@@ -272,34 +309,54 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
     return waitS <= maxRetryWaitS ? waitS * 1000 : undefined
   }
 
-  async function request (kind: TokenKind, userId: string | undefined, signal: AbortSignal): Promise<EmbeddedToken> {
+  // The retry sends the same credential: the request belongs to it (see `inFlight`).
+  async function request (kind: TokenKind, userId: string | undefined, authorization: string | undefined, signal: AbortSignal): Promise<EmbeddedToken> {
     try {
-      return await requestOnce(kind, userId, signal)
+      return await requestOnce(kind, userId, authorization, signal)
     } catch (err) {
       const delayMs = retryDelayMs(err)
       if (delayMs === undefined) throw err
       await sleep(delayMs, signal)
-      return await requestOnce(kind, userId, signal)
+      return await requestOnce(kind, userId, authorization, signal)
     }
   }
 
-  function start (kind: TokenKind, userId: string | undefined, key: string): Flight {
+  function start (kind: TokenKind, userId: string | undefined, authorization: string | undefined, slot: string, key: string): Flight {
     const controller = new AbortController()
     const startedIn = generation
-    const promise = request(kind, userId, controller.signal).then((token) => {
+    const promise = request(kind, userId, authorization, controller.signal).then((token) => {
       const received: Received = { token, expiresAtMs: now() + token.expiresIn * 1000 }
       if (cacheEnabled && startedIn === generation && received.expiresAtMs - refreshBeforeExpiryMs > now()) {
-        cache.set(key, received)
+        cache.set(slot, { ...received, authorization })
       }
       return received
     }).finally(() => {
+      flight.settled = true
       if (inFlight.get(key) === flight) inFlight.delete(key)
     })
     // Every caller may have stopped waiting; the outcome must not become an unhandled rejection.
     promise.catch(() => {})
-    const flight: Flight = { promise, controller }
+    const flight: Flight = { promise, controller, waiters: 0, settled: false }
     inFlight.set(key, flight)
     return flight
+  }
+
+  /**
+   * A caller stopped waiting. If it was the last one and no answer came yet, the request (or its
+   * Retry-After wait) is cancelled: nobody would use the token. With the cache on it is left
+   * to finish instead: the token is then kept for the next call (typically the same component
+   * mounted again), so the request is not wasted, and the wait it may hold is capped by maxWaitS.
+   * The check runs a task later, so a caller arriving in the same task (a remount right after the
+   * unmount) still joins the request rather than starting another one.
+   */
+  function leave (flight: Flight, key: string): void {
+    flight.waiters--
+    if (cacheEnabled || flight.settled || flight.waiters > 0) return
+    setTimeout(() => {
+      if (flight.settled || flight.waiters > 0) return
+      if (inFlight.get(key) === flight) inFlight.delete(key)
+      flight.controller.abort()
+    }, 0)
   }
 
   /** A copy, with the seconds left now: callers cannot alter what others get from the cache. */
@@ -309,14 +366,29 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
 
   async function token (kind: TokenKind, requestOptions: TokenRequestOptions = {}): Promise<EmbeddedToken> {
     const { userId, signal, forceRefresh = false } = requestOptions
-    const key = `${kind}\u0000${userId ?? ''}`
-    if (cacheEnabled) {
-      const cached = cache.get(key)
-      if (cached !== undefined && !forceRefresh && cached.expiresAtMs - refreshBeforeExpiryMs > now()) return view(cached)
-      cache.delete(key)
+    // Like fetch: a caller that has already given up gets nothing read, sent or minted.
+    signal?.throwIfAborted()
+    let authorization: string | undefined
+    if (options.getAuthorization !== undefined) {
+      const reading = authorizationFor(generation)
+      // This caller may stop waiting first; the outcome must not become an unhandled rejection.
+      reading.catch(() => {})
+      authorization = await waitFor(reading, signal)
     }
-    const flight = inFlight.get(key) ?? start(kind, userId, key)
-    return view(await waitFor(flight.promise, signal))
+    const slot = `${kind}\u0000${userId ?? ''}`
+    if (cacheEnabled) {
+      const cached = cache.get(slot)
+      if (cached !== undefined && cached.authorization === authorization && !forceRefresh && cached.expiresAtMs - refreshBeforeExpiryMs > now()) return view(cached)
+      cache.delete(slot)
+    }
+    const key = `${slot}\u0000${authorization ?? ''}`
+    const flight = inFlight.get(key) ?? start(kind, userId, authorization, slot, key)
+    flight.waiters++
+    try {
+      return view(await waitFor(flight.promise, signal))
+    } finally {
+      leave(flight, key)
+    }
   }
 
   return {
