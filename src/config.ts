@@ -344,8 +344,14 @@ function authConfig (env: Env, problems: string[]): AuthConfig {
 }
 
 /** The checks `loadConfig` makes beyond the schema, for when the schema already failed. */
+/** HTTP Basic (RFC 7617) cannot carry a user id with a colon: Mangopay would read another client id. */
+function checkClientId (clientId: string | undefined, problems: string[]): void {
+  if (clientId?.includes(':') === true) problems.push('MANGOPAY_CLIENT_ID must not contain ":" (it cannot be sent in HTTP Basic authentication)')
+}
+
 function crossFieldChecks (env: Env, problems: string[]): void {
   if (env.MANGOPAY_BASE_URL !== undefined) checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  checkClientId(env.MANGOPAY_CLIENT_ID, problems)
   checkTrustProxy(env.TRUST_PROXY, problems)
   authConfig(env, problems)
   checkOrigins(env.CORS_ORIGINS ?? '', problems)
@@ -371,14 +377,27 @@ const MANGOPAY_HOST_ENVIRONMENTS: Readonly<Record<string, 'sandbox' | 'productio
  * mint production tokens through a sandbox setting.
  */
 function checkHostEnvironment (env: Env, baseUrl: string | undefined, problems: string[]): void {
-  let host: string | undefined
+  let url: URL | undefined
   try {
-    host = baseUrl === undefined ? undefined : new URL(baseUrl).hostname
+    url = baseUrl === undefined ? undefined : new URL(baseUrl)
   } catch {}
-  const belongsTo = host === undefined ? undefined : MANGOPAY_HOST_ENVIRONMENTS[host]
+  if (url === undefined) return
+  // The broker adds /v2.01/… itself: a base URL carrying it would call /v2.01/v2.01/….
+  if (/\/v2\.01\/?$/i.test(url.pathname)) problems.push('MANGOPAY_BASE_URL must not end with /v2.01: the broker adds the API version itself')
+  const host = mangopayHost(url)
+  const belongsTo = MANGOPAY_HOST_ENVIRONMENTS[host]
   if (belongsTo !== undefined && belongsTo !== env.MANGOPAY_ENV) {
     problems.push(`MANGOPAY_BASE_URL is Mangopay's ${belongsTo} host but MANGOPAY_ENV=${env.MANGOPAY_ENV}`)
   }
+  // Mangopay's mTLS hosts refuse a connection without a client certificate.
+  if (host.startsWith('api-mtls.') && belongsTo !== undefined && env.MANGOPAY_TLS_CERT_FILE === undefined) {
+    problems.push('MANGOPAY_BASE_URL is an api-mtls host: set MANGOPAY_TLS_CERT_FILE and MANGOPAY_TLS_KEY_FILE (the client certificate it requires)')
+  }
+}
+
+/** A URL's host name as Mangopay's are listed: `api.mangopay.com.` (the fully qualified form) is `api.mangopay.com`. */
+function mangopayHost (url: URL): string {
+  return url.hostname.replace(/\.$/, '')
 }
 
 /** mTLS files (SPEC §4): read and checked now, so a bad certificate stops start-up. */
@@ -396,8 +415,8 @@ function mangopayTls (env: Env, passphraseFile: string | undefined, baseUrl: str
     url = new URL(baseUrl ?? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV] ?? '')
   } catch {}
   if (url !== undefined && url.protocol !== 'https:') problems.push('MANGOPAY_TLS_* are set but MANGOPAY_BASE_URL is not https')
-  if (url !== undefined && files.certFile !== undefined && PUBLIC_MANGOPAY_HOSTS.has(url.hostname)) {
-    problems.push(`a client certificate is only presented to the api-mtls hosts: set MANGOPAY_BASE_URL to https://api-mtls.${url.hostname.slice(4)}`)
+  if (url !== undefined && files.certFile !== undefined && PUBLIC_MANGOPAY_HOSTS.has(mangopayHost(url))) {
+    problems.push(`a client certificate is only presented to the api-mtls hosts: set MANGOPAY_BASE_URL to https://api-mtls.${mangopayHost(url).slice(4)}`)
   }
   const material = loadTlsMaterial(files, env.MANGOPAY_TLS_PASSPHRASE, problems)
   return material === undefined ? undefined : { files, material }
@@ -452,6 +471,7 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
     ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV]
     : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
   checkHostEnvironment(env, baseUrl, problems)
+  checkClientId(env.MANGOPAY_CLIENT_ID, problems)
   const config: Config = {
     server: {
       host: env.HOST,

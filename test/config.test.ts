@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, shutdownGraceMs, type Config } from '../src/config.js'
 import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM } from './helpers.js'
+import { createTestPki, type TestPki } from './tls-certs.js'
 
 /**
  * SPEC §5: configuration is validated at start-up; a bad or missing value stops the process
@@ -43,6 +44,13 @@ function hasProblem (t: Test, rawEnv: Record<string, string | undefined>, patter
   const problems = problemsOf(t, rawEnv)
   t.ok(problems.some(p => pattern.test(p)), message, { problems })
   return problems
+}
+
+let pki: TestPki | undefined
+/** MANGOPAY_TLS_* for a real client certificate (made once, with openssl). */
+function clientCertificate (): Record<string, string> {
+  pki ??= createTestPki()
+  return { MANGOPAY_TLS_CERT_FILE: pki.client.certFile, MANGOPAY_TLS_KEY_FILE: pki.client.keyFile }
 }
 
 t.test('a valid environment loads, with the documented defaults', async t => {
@@ -138,7 +146,7 @@ t.test('URLs: absolute, https unless loopback, no credentials', async t => {
 
   t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'http://127.0.0.1:4010/' })).mangopay.baseUrl, 'http://127.0.0.1:4010', 'http to 127.0.0.1 (the emulator)')
   t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'http://localhost:4010' })).mangopay.baseUrl, 'http://localhost:4010', 'http to localhost')
-  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com' })).mangopay.baseUrl, 'https://api-mtls.sandbox.mangopay.com')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com', ...clientCertificate() })).mangopay.baseUrl, 'https://api-mtls.sandbox.mangopay.com')
 })
 
 t.test('CORS_ORIGINS: exact origins only', async t => {
@@ -191,9 +199,19 @@ t.test('MANGOPAY_BASE_URL on a Mangopay host must belong to MANGOPAY_ENV', async
   hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api.mangopay.com' }), /MANGOPAY_BASE_URL is Mangopay's production host but MANGOPAY_ENV=sandbox/, 'production host, sandbox setting')
   hasProblem(t, env({ AUTH_MODE: 'dev', MANGOPAY_BASE_URL: 'https://api-mtls.mangopay.com/' }), /production host but MANGOPAY_ENV=sandbox/, 'so dev mode cannot reach production through it')
   hasProblem(t, env({ MANGOPAY_ENV: 'production', MANGOPAY_BASE_URL: 'https://api.sandbox.mangopay.com' }), /sandbox host but MANGOPAY_ENV=production/, 'and the other way round')
-  t.equal(loadConfig(env({ MANGOPAY_ENV: 'production', MANGOPAY_BASE_URL: 'https://api-mtls.mangopay.com' })).mangopay.environment, 'production')
-  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com' })).mangopay.environment, 'sandbox')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api.mangopay.com.' }), /production host but MANGOPAY_ENV=sandbox/, 'the fully qualified form (trailing dot) is the same host')
+  t.equal(loadConfig(env({ MANGOPAY_ENV: 'production', MANGOPAY_BASE_URL: 'https://api-mtls.mangopay.com', ...clientCertificate() })).mangopay.environment, 'production')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com', ...clientCertificate() })).mangopay.environment, 'sandbox')
   t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example' })).mangopay.baseUrl, 'https://mangopay-proxy.internal.example', 'any other host is the operator\'s business')
+})
+
+t.test('Mangopay settings that could never work are refused at start-up', async t => {
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com' }), /MANGOPAY_BASE_URL is an api-mtls host: set MANGOPAY_TLS_CERT_FILE and MANGOPAY_TLS_KEY_FILE/, 'an mTLS host without a client certificate')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api.sandbox.mangopay.com.', ...clientCertificate() }), /a client certificate is only presented to the api-mtls hosts/, 'a certificate for the standard host written with a trailing dot')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://api.sandbox.mangopay.com/v2.01' }), /MANGOPAY_BASE_URL must not end with \/v2\.01/, 'the API version in the base URL')
+  hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example/v2.01/' }), /must not end with \/v2\.01/, 'behind a proxy too')
+  t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example/mangopay/' })).mangopay.baseUrl, 'https://mangopay-proxy.internal.example/mangopay', 'a proxy\'s own path is kept')
+  hasProblem(t, env({ MANGOPAY_CLIENT_ID: 'acme:client' }), /MANGOPAY_CLIENT_ID must not contain ":"/, 'a client id HTTP Basic cannot carry')
 })
 
 t.test('AUTH_MODE=dev is refused with MANGOPAY_ENV=production', async t => {
