@@ -42,6 +42,23 @@ t.test('headers with 4 and with 6 windows are both parsed', async t => {
   t.same(parseRateLimitHeaders({ 'x-ratelimit-remaining': ' , 5', 'x-ratelimit-reset': '1795860000, 1795861800' }).map(w => w.index), [1], 'so is an empty one: it is not a window with nothing left')
 })
 
+t.test('without X-RateLimit a window\'s size comes from X-RateLimit-Limit, else from the most seen left', async t => {
+  const remaining = { 'x-ratelimit-remaining': '100, 4000', 'x-ratelimit-reset': '1795860000, 1795861800' }
+  t.same(parseRateLimitHeaders({ ...remaining, 'x-ratelimit-limit': '2300, 4500' }).map(w => [w.limit, w.made]), [[2300, 2200], [4500, 500]], 'the size as its docs once named it')
+  t.same(parseRateLimitHeaders(remaining, [2300, 4500]).map(w => w.limit), [2300, 4500], 'the size seen before')
+  t.same(parseRateLimitHeaders(remaining).map(w => w.limit), [100, 4000], 'nothing known: at least what is left')
+  t.same(parseRateLimitHeaders({ ...remaining, 'x-ratelimit-limit': '50, 4500' }, [2300]).map(w => w.limit), [2300, 4500], 'a size smaller than what is left is not believed')
+
+  const clock = new ManualClock(NOW)
+  const quota = new QuotaTracker({ reserve: 0.2, clock })
+  const resetS = NOW / 1000 + 900
+  quota.observe(200, { 'x-ratelimit-remaining': '100', 'x-ratelimit-reset': String(resetS) })
+  quota.observe(200, { 'x-ratelimit-remaining': '21', 'x-ratelimit-reset': String(resetS) })
+  t.equal(refusal(quota), undefined, '21 left of at least 100: above the reserve')
+  quota.observe(200, { 'x-ratelimit-remaining': '20', 'x-ratelimit-reset': String(resetS) })
+  t.equal(refusal(quota)?.code, 'upstream_unavailable', '20 left of at least 100: the reserve is kept')
+})
+
 t.test('an empty entry in X-RateLimit-Remaining does not pause calls', async t => {
   const clock = new ManualClock(NOW)
   const quota = new QuotaTracker({ reserve: 0.1, clock })
@@ -98,6 +115,23 @@ t.test('when several windows are at the reserve, the latest reset wins', async t
   const quota = new QuotaTracker({ reserve: 0.5, clock })
   quota.observe(200, { 'x-ratelimit': '60, 10', 'x-ratelimit-remaining': '40, 10', 'x-ratelimit-reset': `${NOW / 1000 + 60}, ${NOW / 1000 + 600}` })
   t.same(refusal(quota), { code: 'upstream_unavailable', retryAfterS: 600 }, 'both windows are at half: wait for the later reset')
+})
+
+t.test('through the broker: the reserve holds whichever header tells the window\'s size, or none', async t => {
+  for (const style of ['made', 'limit', 'none'] as const) {
+    t.test(style, async t => {
+      const { app, emulator } = await buildTestApp(t, {
+        env: { MANGOPAY_QUOTA_RESERVE: '0.2' },
+        emulator: { quota: [{ limit: 10, periodS: 900 }], rateLimitHeaderStyle: style }
+      })
+      const jwt = await tokenFor(USER_A)
+      const statuses: number[] = []
+      for (let i = 0; i < 10; i++) statuses.push((await post(app, '/v1/tokens/recipients', { token: jwt })).statusCode)
+      // 1 OAuth call + 7 embedded calls = 8 of 10: 2 left, which is the reserve (20 %).
+      t.same(statuses, [200, 200, 200, 200, 200, 200, 200, 503, 503, 503], 'seven tokens, then the platform\'s share is kept')
+      t.equal(emulator.control.calls.total, 8)
+    })
+  }
 })
 
 t.test('through the broker: at the reserve, 503 with Retry-After and no further Mangopay call until the reset', async t => {

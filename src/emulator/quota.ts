@@ -23,8 +23,11 @@ export class QuotaTracker {
   readonly #clock: Clock
   readonly #windows: WindowState[]
 
-  constructor (windows: readonly QuotaWindow[], clock: Clock) {
+  readonly #style: 'made' | 'limit' | 'none'
+
+  constructor (windows: readonly QuotaWindow[], clock: Clock, style: 'made' | 'limit' | 'none' = 'made') {
     this.#clock = clock
+    this.#style = style
     this.#windows = windows.map((w) => ({ limit: w.limit, periodMs: w.periodS * 1000, used: 0, startedAt: undefined }))
   }
 
@@ -86,8 +89,11 @@ export class QuotaTracker {
       left.push(w.limit - w.used)
       reset.push(Math.ceil(((w.startedAt ?? now) + w.periodMs) / 1000))
     }
+    const told: RateLimitHeaders = this.#style === 'made'
+      ? { 'X-RateLimit': made.join(', ') }
+      : this.#style === 'limit' ? { 'X-RateLimit-Limit': this.#windows.map((w) => w.limit).join(', ') } : {}
     return {
-      'X-RateLimit': made.join(', '),
+      ...told,
       'X-RateLimit-Remaining': left.join(', '),
       'X-RateLimit-Reset': reset.join(', ')
     }

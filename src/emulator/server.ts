@@ -46,7 +46,7 @@ function readBody (req: IncomingMessage, done: (rawBody: string, tooLarge: boole
 
 export async function startEmulator (options: EmulatorOptions): Promise<Emulator> {
   const clock = options.clock ?? systemClock
-  const state = new EmulatorState(options.apiKey, options.quota ?? MANGOPAY_QUOTA, clock)
+  const state = new EmulatorState(options.apiKey, options.quota ?? MANGOPAY_QUOTA, clock, options.rateLimitHeaderStyle)
   const ctx: HandlerContext = {
     state,
     clock,

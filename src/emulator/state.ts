@@ -29,9 +29,9 @@ export class EmulatorState implements EmulatorControl {
   #bearerCount = 0
   #rules: ActiveRule[] = []
 
-  constructor (apiKey: string, quota: readonly QuotaWindow[], clock: Clock) {
+  constructor (apiKey: string, quota: readonly QuotaWindow[], clock: Clock, rateLimitHeaderStyle?: 'made' | 'limit' | 'none') {
     this.#apiKey = apiKey
-    this.quota = new QuotaTracker(quota, clock)
+    this.quota = new QuotaTracker(quota, clock, rateLimitHeaderStyle)
   }
 
   get apiKey (): string {

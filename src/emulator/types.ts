@@ -17,6 +17,13 @@ export interface EmulatorOptions {
   embeddedTtlS?: number
   /** Default: Mangopay's 2300/900s, 4500/1800s, 8800/3600s, 105600/86400s. */
   quota?: QuotaWindow[]
+  /**
+   * How the calls made in each window are told: `X-RateLimit` (default, as Mangopay's docs show
+   * today), `X-RateLimit-Limit` with the window sizes instead (as its docs once named it), or not
+   * at all (only `-Remaining` and `-Reset`, the two the SPEC names).
+   */
+  rateLimitHeaderStyle?: 'made' | 'limit' | 'none'
+
   /** Drives bearer expiry, token expiry and quota windows; default systemClock. */
   clock?: Clock
   /** Expose the HTTP control API under /__emulator (default false). */

@@ -49,18 +49,29 @@ function numbers (value: string | string[] | undefined): number[] {
   return text.split(',').map(value => value.trim() === '' ? Number.NaN : Number(value))
 }
 
-/** Parses the three headers into windows; malformed or inconsistent entries are skipped. */
-export function parseRateLimitHeaders (headers: IncomingHttpHeaders): QuotaWindow[] {
+const usable = (value: number | undefined): value is number => value !== undefined && Number.isFinite(value) && value >= 0
+
+/**
+ * Parses the headers into windows; malformed or inconsistent entries are skipped. A window's
+ * size is what `X-RateLimit` (calls made) plus what is left says, or else `X-RateLimit-Limit`
+ * (the name Mangopay's docs once gave it). When neither tells it, `knownLimits[i]` (the most
+ * ever seen left in that window) stands in: taken as the window's size, what is left would only
+ * reach the reserve with one call to go.
+ */
+export function parseRateLimitHeaders (headers: IncomingHttpHeaders, knownLimits: readonly number[] = []): QuotaWindow[] {
   const made = numbers(headers['x-ratelimit'])
+  const limits = numbers(headers['x-ratelimit-limit'])
   const remaining = numbers(headers['x-ratelimit-remaining'])
   const resets = numbers(headers['x-ratelimit-reset'])
   const windows: QuotaWindow[] = []
   for (let i = 0; i < Math.min(remaining.length, resets.length); i++) {
     const left = remaining[i] as number
     const reset = resets[i] as number
-    const used = made[i] ?? 0
-    if (!Number.isFinite(left) || !Number.isFinite(reset) || left < 0 || reset <= 0) continue
-    windows.push({ index: i, made: Number.isFinite(used) && used >= 0 ? used : 0, remaining: left, limit: (Number.isFinite(used) && used >= 0 ? used : 0) + left, resetAt: reset * 1000 })
+    if (!usable(left) || !Number.isFinite(reset) || reset <= 0) continue
+    const used = made[i]
+    const told = limits[i]
+    const limit = usable(used) ? used + left : usable(told) && told >= left ? told : Math.max(left, knownLimits[i] ?? 0)
+    windows.push({ index: i, made: limit - left, remaining: left, limit, resetAt: reset * 1000 })
   }
   return windows
 }
@@ -70,6 +81,8 @@ export class QuotaTracker {
   readonly #clock: Clock
   readonly #onEvent: (event: QuotaEvent) => void
   #windows: QuotaWindow[] = []
+  /** Each window's size as last told, or the most seen left in it: for headers that do not tell it. */
+  readonly #knownLimits: number[] = []
   #blockedUntil = 0
   #blockReason: 'reserve' | 'rate_limited' = 'reserve'
 
@@ -95,7 +108,8 @@ export class QuotaTracker {
   /** Feeds one Mangopay answer (any status) into the view. */
   observe (status: number, headers: IncomingHttpHeaders): void {
     const now = this.#clock.now()
-    const windows = parseRateLimitHeaders(headers)
+    const windows = parseRateLimitHeaders(headers, this.#knownLimits)
+    for (const w of windows) this.#knownLimits[w.index] = w.limit
     if (windows.length > 0) this.#windows = windows
     if (status === 429) {
       const exhausted = windows.filter(w => w.remaining <= 0 && w.resetAt > now)
