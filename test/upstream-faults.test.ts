@@ -189,6 +189,7 @@ t.test('a 429 with rate-limit headers: 503 upstream_unavailable with Retry-After
   const retryAfter = Number(res.headers['retry-after'])
   t.ok(Number.isInteger(retryAfter) && retryAfter >= 119 && retryAfter <= 121, `Retry-After ${String(res.headers['retry-after'])} ≈ 120 s, when the exhausted window resets`)
   t.equal(broker.embeddedCalls() - before, 1, 'a 429 is not retried')
+  t.match(broker.logs.lines().find(l => l.msg === 'Mangopay answered 429: its rate limit is reached'), { level: 40, mangopay: { endpoint: 'recipient', status: 429, errorId: 'err-429-1', type: 'rate_limit' } }, 'Mangopay\'s error Id is logged for support')
 
   broker.emulator.control.clearFaults()
   clock.advance(60_000)

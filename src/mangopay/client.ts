@@ -252,7 +252,11 @@ export class MangopayClient {
     this.#onResponse(endpoint, response.status, response.headers, performance.now() - started)
     this.quota.observe(response.status, response.headers)
     // A 429 blocks further calls until Mangopay's window resets; this answer gets the same refusal.
-    if (response.status === 429) this.quota.assertCallAllowed()
+    if (response.status === 429) {
+      // Its error Id is for support (SPEC §4); 429s are rare, since none follows until the reset.
+      this.#logger.warn({ mangopay: parseUpstreamError(endpoint, 429, response.text) }, 'Mangopay answered 429: its rate limit is reached')
+      this.quota.assertCallAllowed()
+    }
     return response
   }
 
