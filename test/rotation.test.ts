@@ -1,11 +1,17 @@
+import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
 import { ManualClock } from '../src/clock.js'
+import type { SecretsReloadResult } from '../src/mangopay/secrets-reload.js'
 import {
-  API_KEY, baseEnv, buildTestApp, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
+  API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
 } from './helpers.js'
 
 /**
@@ -19,6 +25,7 @@ const NEW_KEY = 'sk_test_embedded_rotated_9f8e7d6c5b4a3210'
 const WRONG_KEY = 'sk_test_embedded_typo_0000000000000000'
 const basic = (key: string): string => `Basic ${Buffer.from(`${CLIENT_ID}:${key}`).toString('base64')}`
 const REFUSED = 'the new Mangopay API key was refused by Mangopay: the previous key stays in use; fix MANGOPAY_API_KEY_FILE and send SIGHUP again'
+const REDIS_URL = 'redis://127.0.0.1:6379'
 
 function tempDir (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-rotation-'))
@@ -34,18 +41,20 @@ interface Rotating extends TestApp {
   lastOAuthCredential: () => string | undefined
 }
 
-async function setup (t: Test): Promise<Rotating> {
+/** The logs must not hold the rotated keys either. */
+function assertNoRotatedKeys (text: string): void {
+  for (const secret of [NEW_KEY, WRONG_KEY, basic(NEW_KEY).slice(6), basic(WRONG_KEY).slice(6)]) {
+    if (text.includes(secret)) throw new Error('a rotated key reached the logs')
+  }
+}
+
+async function setup (t: Test, env: Record<string, string> = {}): Promise<Rotating> {
   const keyFile = join(tempDir(t), 'mangopay-api-key')
   writeFileSync(keyFile, `${API_KEY}\n`)
   const clock = new ManualClock()
-  const built = await buildTestApp(t, { env: { MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: keyFile, RATE_LIMIT_MAX: '1000' }, deps: { clock }, emulator: { clock } })
+  const built = await buildTestApp(t, { env: { MANGOPAY_API_KEY: undefined, MANGOPAY_API_KEY_FILE: keyFile, RATE_LIMIT_MAX: '1000', ...env }, deps: { clock }, emulator: { clock } })
   const jwt = await tokenFor(USER_A)
-  // The logs must not hold the rotated keys either.
-  t.teardown(() => {
-    for (const secret of [NEW_KEY, WRONG_KEY, basic(NEW_KEY).slice(6), basic(WRONG_KEY).slice(6)]) {
-      if (built.logs.text().includes(secret)) throw new Error('a rotated key reached the logs')
-    }
-  })
+  t.teardown(() => assertNoRotatedKeys(built.logs.text()))
   const oauthCredentials = (): Array<string | undefined> => built.emulator.control.received.filter(r => r.endpoint === 'oauth').map(r => r.headers.authorization)
   return {
     ...built,
@@ -171,6 +180,86 @@ t.test('a SIGHUP while a refresh with the old key is in flight tries the new key
     writeFileSync(broker.keyFile, WRONG_KEY)
     t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
     t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(WRONG_KEY)], 'the wrong key was sent after the refresh in flight')
+  })
+})
+
+/** A fresh Redis key prefix; everything under it is removed once the test's apps are closed. */
+function redisPrefix (t: Test): string {
+  const prefix = `broker-test-rotation-${randomUUID()}:`
+  // Registered before the apps: teardowns run last first.
+  t.teardown(async () => {
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
+    const keys = await redis.keys(`${prefix}*`)
+    if (keys.length > 0) await redis.del(...keys)
+    await redis.quit()
+  })
+  return prefix
+}
+
+/** Another broker on the same Redis, emulator and clock, with the key given inline. */
+async function otherInstance (t: Test, broker: Rotating, prefix: string, apiKey: string): Promise<FastifyInstance> {
+  const logs = captureLogs()
+  const env = { REDIS_URL, REDIS_KEY_PREFIX: prefix, RATE_LIMIT_MAX: '1000', MANGOPAY_API_KEY: apiKey }
+  const app = await buildApp(loadConfig(baseEnv(broker.emulator.url, env)), { logger: logs.logger, clock: broker.clock })
+  t.teardown(async () => {
+    await app.close()
+    assertNoSecrets(logs.text(), broker.emulator)
+    assertNoRotatedKeys(logs.text())
+  })
+  return app
+}
+
+/**
+ * A SIGHUP while a refresh with the old key is in flight, both it and the rotation's own OAuth
+ * call slow. The emulator knows one key at a time (Mangopay accepts both until the old one is
+ * revoked): it takes `acceptedKey` once the old key's call is answered. Resolves while the
+ * rotation's call is in flight, with the reload's outcome to come.
+ */
+async function rotateDuringSlowRefresh (t: Test, broker: Rotating, newKey: string, acceptedKey: string): Promise<{ reloading: Promise<SecretsReloadResult> }> {
+  const held = broker.app.mangopay.bearers.peek()
+  if (held === undefined) throw new Error('no bearer held')
+  broker.clock.set(held.refreshAt + 1000)
+  broker.emulator.control.inject({ target: 'oauth', times: 2, fault: { kind: 'latency', ms: 800 } })
+  t.equal((await broker.mint()).statusCode, 200, 'served by the current bearer while the refresh runs')
+  await until('the refresh with the old key', () => broker.oauthCredentials().length === 2, 5000)
+  writeFileSync(broker.keyFile, newKey)
+  const reloading = broker.app.reloadSecrets()
+  await until('the rotation\'s call', () => broker.oauthCredentials().length === 3, 5000)
+  broker.emulator.control.setApiKey(acceptedKey)
+  return { reloading }
+}
+
+t.test('with REDIS_URL, a SIGHUP while a refresh with the old key is in flight shares that refresh\'s bearer under the old key only', async t => {
+  t.test('a good key: an instance on the new key does not adopt the bearer obtained with the old one', async t => {
+    const prefix = redisPrefix(t)
+    const broker = await setup(t, { REDIS_URL, REDIS_KEY_PREFIX: prefix })
+    t.equal((await broker.mint()).statusCode, 200)
+    const rotated = await otherInstance(t, broker, prefix, NEW_KEY)
+    const { reloading } = await rotateDuringSlowRefresh(t, broker, NEW_KEY, NEW_KEY)
+
+    // While the rotation's call is in flight, an instance already on the new key needs a bearer.
+    const res = await post(rotated, '/v1/tokens/recipients', { token: await tokenFor(USER_A) })
+    t.same(await reloading, { apiKey: 'rotated', tls: 'none' })
+    t.equal(res.statusCode, 200)
+    t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(NEW_KEY)], 'no OAuth call of its own')
+    const [, oldKeyRefresh, newKeyBearer] = broker.emulator.control.bearers.map(b => b.token)
+    t.equal(broker.emulator.control.minted.at(-1)?.bearer, newKeyBearer, 'its token was minted with the bearer the new key obtained')
+    t.not(rotated.mangopay.bearers.peek()?.token, oldKeyRefresh, 'not with the one the old key\'s refresh obtained')
+  })
+
+  t.test('a wrong key: an instance on the old key adopts the refresh\'s bearer', async t => {
+    const prefix = redisPrefix(t)
+    const broker = await setup(t, { REDIS_URL, REDIS_KEY_PREFIX: prefix })
+    t.equal((await broker.mint()).statusCode, 200)
+    const { reloading } = await rotateDuringSlowRefresh(t, broker, WRONG_KEY, API_KEY)
+    t.same(await reloading, { apiKey: 'refused', tls: 'none' })
+    const oldKeyRefresh = broker.emulator.control.bearers[1]?.token
+    t.equal(broker.app.mangopay.bearers.peek()?.token, oldKeyRefresh, 'the broker keeps the bearer its refresh obtained')
+
+    const cold = await otherInstance(t, broker, prefix, API_KEY)
+    t.equal((await post(cold, '/v1/tokens/recipients', { token: await tokenFor(USER_A) })).statusCode, 200)
+    t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(WRONG_KEY)], 'a cold instance on the old key makes no OAuth call')
+    t.equal(cold.mangopay.bearers.peek()?.token, oldKeyRefresh, 'it adopted that bearer, readable with the old key')
   })
 })
 

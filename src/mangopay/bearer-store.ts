@@ -41,7 +41,8 @@ export type BearerEvent =
 
 /**
  * Where other instances keep their bearer. `obtain` returns a shared bearer `accept` takes, or
- * else the result of `fetch` (which it then shares); it never fails because of itself.
+ * else the result of `fetch` (which it then shares); it never fails because of itself. `fetch`
+ * sends the credentials in use when it is called: its bearer is shared under those.
  */
 export interface SharedBearers {
   obtain (accept: (bearer: Bearer) => boolean, fetch: () => Promise<Bearer>): Promise<Bearer>
@@ -192,10 +193,10 @@ export class BearerStore {
   /**
    * Key rotation: an OAuth call with the credentials as they are now, so its outcome says whether
    * they work. A refresh in flight may carry the old ones: it is waited for, whatever its outcome,
-   * not joined. Nor is a shared bearer adopted: any refresh may adopt one, and another instance
-   * may have fetched it with the old key and sealed it under the new one. A remembered refusal
-   * (of the old credentials) does not hold it back, and its own is not remembered: the caller
-   * then puts the previous credentials back.
+   * not joined. Nor is a shared bearer adopted: one another instance obtained earlier does not
+   * say whether Mangopay accepts the key now. A remembered refusal (of the old credentials) does
+   * not hold it back, and its own is not remembered: the caller then puts the previous
+   * credentials back.
    */
   async refreshAfterCredentialChange (): Promise<Bearer> {
     while (this.#inflight !== undefined) await this.#inflight.catch(() => {})

@@ -11,18 +11,29 @@ import { HARD_MARGIN_MS, refreshAtFor, type Bearer, type SharedBearers } from '.
  *
  * - Encrypted at rest: AES-256-GCM under a key derived (HKDF-SHA256) from the API key, which
  *   Redis never sees; only instances holding the same key can read the bearer. A value that
- *   does not decrypt (another key, after a rotation) is ignored and replaced.
+ *   does not decrypt (altered in Redis) is ignored and replaced.
+ * - One bearer and one lock per API key: their names carry a short id derived from the key, so
+ *   during a rolling rotation the instances on the old key and those on the new one each share
+ *   theirs instead of replacing each other's. The old key's expire by their TTL.
+ * - A bearer is stored under the key its OAuth call was sent with: a rotation (SIGHUP) while a
+ *   call with the old key runs does not get that bearer sealed under, and adopted with, the new.
  * - One fetch at a time across the fleet: a Redis lock (`SET NX PX`, released only by its
- *   owner). The others poll for the holder's result, and take the lock themselves if the
- *   holder disappears (the lock expires).
+ *   owner). The others poll for the holder's result, and fetch a bearer themselves if none
+ *   arrives within their deadline (the holder died) or the lock goes without one.
+ * - A lock this instance may hold without knowing it (its SET or its release got no answer) is
+ *   released in the background as soon as Redis answers, not left to expire.
  * - Redis trouble never fails a token request: the bearer is then fetched and kept locally
  *   (one warning per outage), and Redis is left alone for a few seconds.
  */
 
 const HKDF_INFO = 'mangopay-token-broker bearer v1'
+const KEY_ID_INFO = 'mangopay-token-broker bearer key id v1'
+const KEY_ID_BYTES = 6
 const IV_BYTES = 12
 const TAG_BYTES = 16
 const POLL_MS = 50
+/** Between attempts to release a lock whose SET or release got no answer. */
+const RELEASE_RETRY_MS = 200
 /** After a Redis failure, bearers are fetched locally without asking Redis for this long. */
 const REDIS_BACKOFF_MS = 5000
 
@@ -61,6 +72,21 @@ function bearerKey (apiKey: string, clientId: string): Buffer {
   return Buffer.from(hkdfSync('sha256', apiKey, clientId, HKDF_INFO, 32))
 }
 
+/**
+ * Names an API key in Redis key names without revealing it: HKDF output under its own info
+ * string, independent of the encryption key; 48 bits, so an old and a new key never meet.
+ */
+export function apiKeyId (apiKey: string, clientId: string): string {
+  return Buffer.from(hkdfSync('sha256', apiKey, clientId, KEY_ID_INFO, KEY_ID_BYTES)).toString('hex')
+}
+
+/** Where and how the bearer of one API key is kept. */
+interface KeySlot {
+  key: Buffer
+  valueKey: string
+  lockKey: string
+}
+
 export interface RedisSharedBearersOptions {
   /** The app's client: REDIS_KEY_PREFIX is its keyPrefix. */
   redis: Redis
@@ -80,11 +106,12 @@ export class RedisSharedBearers implements SharedBearers {
   readonly #clock: Clock
   readonly #log: FastifyBaseLogger
   readonly #clientId: string
-  readonly #valueKey: string
-  readonly #lockKey: string
+  readonly #scope: string
   readonly #lockMs: number
+  readonly #timeoutMs: number
   readonly #pollMs: number
-  #key: Buffer
+  /** Replaced, never changed, on a rotation: a call that captured it keeps it. */
+  #slot: KeySlot
   #skipRedisUntil = -Infinity
   #warned = false
   #lastUnreadable: string | undefined
@@ -97,25 +124,30 @@ export class RedisSharedBearers implements SharedBearers {
     this.#clock = options.clock
     this.#log = options.log
     this.#clientId = options.clientId
-    const scope = sharedStateScope(options.clientId, options.baseUrl)
-    this.#valueKey = `bearer:${scope}`
-    this.#lockKey = `bearer:${scope}:lock`
+    this.#scope = sharedStateScope(options.clientId, options.baseUrl)
     // The OAuth call has its own deadline (timeoutMs, retries included); the margin covers Redis.
     this.#lockMs = options.timeoutMs + 2000
+    this.#timeoutMs = options.timeoutMs
     this.#pollMs = options.pollMs ?? POLL_MS
-    this.#key = bearerKey(options.apiKey, options.clientId)
+    this.#slot = this.#slotFor(options.apiKey)
   }
 
-  /** Key rotation: bearers are sealed with, and only opened with, the new key from now on. */
+  /** Key rotation: the next calls read, lock and store the new key's bearer; those running keep theirs. */
   setApiKey (apiKey: string): void {
-    this.#key = bearerKey(apiKey, this.#clientId)
+    this.#slot = this.#slotFor(apiKey)
+  }
+
+  #slotFor (apiKey: string): KeySlot {
+    const name = `bearer:${this.#scope}:${apiKeyId(apiKey, this.#clientId)}`
+    return { key: bearerKey(apiKey, this.#clientId), valueKey: name, lockKey: `${name}:lock` }
   }
 
   async obtain (accept: (bearer: Bearer) => boolean, fetch: () => Promise<Bearer>): Promise<Bearer> {
     if (this.#clock.now() < this.#skipRedisUntil) return await fetch()
+    const slot = this.#slot
     let found: { bearer?: Bearer, lock?: string }
     try {
-      found = await this.#adoptOrLock(accept)
+      found = await this.#adoptOrLock(slot, accept)
       this.#reachable()
     } catch (err) {
       this.#unreachable(err)
@@ -126,38 +158,49 @@ export class RedisSharedBearers implements SharedBearers {
       return found.bearer
     }
     const lock = found.lock
+    // Stored under the key it is fetched with: `fetch` sends the credentials in use when it is
+    // called (MangopayClient.setApiKey changes them and the slot together), so a rotation from
+    // here on leaves it in this slot. After one while this call waited for the lock, the new key
+    // fetches it under the old key's lock: then it is not stored at all.
+    const sealable = lock !== undefined && this.#slot === slot
     try {
       const bearer = await fetch()
       // Written before the lock goes, so the instances waiting on it find the bearer.
-      if (lock !== undefined) await this.#write(bearer)
+      if (sealable) await this.#write(slot, bearer)
       return bearer
     } finally {
-      if (lock !== undefined) await this.#release(lock)
+      if (lock !== undefined) await this.#release(slot, lock)
     }
   }
 
   discard (token: string): void {
     if (this.#clock.now() < this.#skipRedisUntil) return
-    this.#discard(token).catch((err: unknown) => this.#unreachable(err))
+    this.#discard(this.#slot, token).catch((err: unknown) => this.#unreachable(err))
   }
 
   /**
    * A shared bearer `accept` takes; or the lock, for this instance to fetch one; or neither,
    * when waiting for another instance's fetch took too long (then fetch without sharing).
    */
-  async #adoptOrLock (accept: (bearer: Bearer) => boolean): Promise<{ bearer?: Bearer, lock?: string }> {
-    const giveUpAt = performance.now() + 2 * this.#lockMs
+  async #adoptOrLock (slot: KeySlot, accept: (bearer: Bearer) => boolean): Promise<{ bearer?: Bearer, lock?: string }> {
+    // Waiting ends at the deadline of the request that waits (MANGOPAY_TIMEOUT_MS). A live
+    // holder's OAuth call started about when this wait did, under that same deadline: by then its
+    // bearer is here, or its lock is gone and taken over below, unless the holder died. Waiting
+    // for a dead holder's lock to expire (2 s later) would fail needs with 504 for 2 s longer;
+    // giving up sooner, to serve the first request, would make every waiting instance call
+    // Mangopay whenever Mangopay is merely slow, when one call for the fleet matters most.
+    const giveUpAt = performance.now() + this.#timeoutMs
     let lock: string | undefined
     try {
       for (;;) {
-        const seen = await this.#read()
+        const seen = await this.#read(slot)
         if (seen !== undefined && accept(seen)) {
-          if (lock !== undefined) await this.#release(lock)
+          if (lock !== undefined) await this.#release(slot, lock)
           return { bearer: seen }
         }
         // Read once more after taking the lock: the previous holder may have just written.
         if (lock !== undefined) return { lock }
-        lock = await this.#tryLock()
+        lock = await this.#tryLock(slot)
         if (lock !== undefined) continue
         if (performance.now() >= giveUpAt) {
           this.#log.warn('no shared Mangopay bearer arrived in time from the instance fetching it; fetching one locally')
@@ -166,64 +209,96 @@ export class RedisSharedBearers implements SharedBearers {
         await sleep(this.#pollMs)
       }
     } catch (err) {
-      if (lock !== undefined) await this.#release(lock)
+      if (lock !== undefined) await this.#release(slot, lock)
       throw err
     }
   }
 
-  async #tryLock (): Promise<string | undefined> {
+  async #tryLock (slot: KeySlot): Promise<string | undefined> {
+    // Chosen before the SET is sent, so that a SET whose answer is lost can still be undone.
     const owner = randomUUID()
-    const taken = await this.#redis.set(this.#lockKey, owner, 'PX', this.#lockMs, 'NX')
+    let taken: string | null
+    try {
+      taken = await this.#redis.set(slot.lockKey, owner, 'PX', this.#lockMs, 'NX')
+    } catch (err) {
+      // No answer (commandTimeout, a dropped connection) is not "not set": Redis may hold this
+      // lock, and every instance needing a bearer would wait for it to expire.
+      this.#releaseInBackground(slot, owner)
+      throw err
+    }
     return taken === 'OK' ? owner : undefined
   }
 
-  /** Best effort: an unreleased lock expires by itself. */
-  async #release (owner: string): Promise<void> {
+  async #release (slot: KeySlot, owner: string): Promise<void> {
     try {
-      await this.#redis.brokerCompareAndDelete(this.#lockKey, owner)
+      await this.#redis.brokerCompareAndDelete(slot.lockKey, owner)
     } catch (err) {
       this.#unreachable(err)
+      this.#releaseInBackground(slot, owner)
     }
   }
 
-  async #read (): Promise<Bearer | undefined> {
-    const raw = await this.#redis.get(this.#valueKey)
+  /**
+   * Deletes a lock this instance may hold, without making a request wait. ioredis sends one
+   * client's commands in order, wherever they are queued, so an attempt runs after the SET even
+   * if that is still queued. Attempts go on until Redis answers one, for a lock's lifetime at
+   * most: a lock Redis set has expired by then, and a SET still queued has an attempt behind it.
+   */
+  #releaseInBackground (slot: KeySlot, owner: string): void {
+    const giveUpAt = performance.now() + this.#lockMs
+    const attempt = async (): Promise<void> => {
+      for (;;) {
+        try {
+          const released = await this.#redis.brokerCompareAndDelete(slot.lockKey, owner)
+          if (released === 1) this.#log.info('a Mangopay bearer lock this instance lost track of was released')
+          return
+        } catch {
+          if (this.#redis.status === 'end' || performance.now() >= giveUpAt) return
+          await sleep(RELEASE_RETRY_MS, undefined, { ref: false })
+        }
+      }
+    }
+    attempt().catch(() => {})
+  }
+
+  async #read (slot: KeySlot): Promise<Bearer | undefined> {
+    const raw = await this.#redis.get(slot.valueKey)
     if (raw === null) return undefined
-    const bearer = this.#open(raw)
+    const bearer = this.#open(slot, raw)
     if (bearer === undefined && raw !== this.#lastUnreadable) {
       this.#lastUnreadable = raw
-      this.#log.info('the shared Mangopay bearer cannot be decrypted with this API key (rotation?); it will be replaced')
+      this.#log.warn('the shared Mangopay bearer cannot be decrypted with this API key (altered in Redis?); it will be replaced')
     }
     return bearer
   }
 
   /** Best effort: without it the other instances fetch a bearer of their own. */
-  async #write (bearer: Bearer): Promise<void> {
+  async #write (slot: KeySlot, bearer: Bearer): Promise<void> {
     // Kept only while another instance could still use it.
     const ttlMs = Math.floor(bearer.expiresAt - HARD_MARGIN_MS - this.#clock.now())
     if (ttlMs <= 0) return
     try {
-      await this.#redis.set(this.#valueKey, this.#seal(bearer), 'PX', ttlMs)
+      await this.#redis.set(slot.valueKey, this.#seal(slot, bearer), 'PX', ttlMs)
     } catch (err) {
       this.#unreachable(err)
     }
   }
 
-  async #discard (token: string): Promise<void> {
-    const raw = await this.#redis.get(this.#valueKey)
-    if (raw === null || this.#open(raw)?.token !== token) return
-    await this.#redis.brokerCompareAndDelete(this.#valueKey, raw)
+  async #discard (slot: KeySlot, token: string): Promise<void> {
+    const raw = await this.#redis.get(slot.valueKey)
+    if (raw === null || this.#open(slot, raw)?.token !== token) return
+    await this.#redis.brokerCompareAndDelete(slot.valueKey, raw)
   }
 
   /** The times are bound to the ciphertext, so they cannot be changed in Redis unnoticed. */
-  #aad (obtainedAt: number, expiresAt: number): Buffer {
-    return Buffer.from(`${this.#valueKey}|${obtainedAt}|${expiresAt}`)
+  #aad (slot: KeySlot, obtainedAt: number, expiresAt: number): Buffer {
+    return Buffer.from(`${slot.valueKey}|${obtainedAt}|${expiresAt}`)
   }
 
-  #seal (bearer: Bearer): string {
+  #seal (slot: KeySlot, bearer: Bearer): string {
     const iv = randomBytes(IV_BYTES)
-    const cipher = createCipheriv('aes-256-gcm', this.#key, iv, { authTagLength: TAG_BYTES })
-    cipher.setAAD(this.#aad(bearer.obtainedAt, bearer.expiresAt))
+    const cipher = createCipheriv('aes-256-gcm', slot.key, iv, { authTagLength: TAG_BYTES })
+    cipher.setAAD(this.#aad(slot, bearer.obtainedAt, bearer.expiresAt))
     const data = Buffer.concat([cipher.update(bearer.token, 'utf8'), cipher.final()])
     const stored: StoredBearer = {
       iv: iv.toString('base64'),
@@ -235,15 +310,15 @@ export class RedisSharedBearers implements SharedBearers {
     return JSON.stringify(stored)
   }
 
-  #open (raw: string): Bearer | undefined {
+  #open (slot: KeySlot, raw: string): Bearer | undefined {
     try {
       const stored: unknown = JSON.parse(raw)
       if (!isStoredBearer(stored)) return undefined
       const iv = Buffer.from(stored.iv, 'base64')
       const tag = Buffer.from(stored.tag, 'base64')
       if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) return undefined
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, iv, { authTagLength: TAG_BYTES })
-      decipher.setAAD(this.#aad(stored.obtainedAt, stored.expiresAt))
+      const decipher = createDecipheriv('aes-256-gcm', slot.key, iv, { authTagLength: TAG_BYTES })
+      decipher.setAAD(this.#aad(slot, stored.obtainedAt, stored.expiresAt))
       decipher.setAuthTag(tag)
       const token = Buffer.concat([decipher.update(Buffer.from(stored.data, 'base64')), decipher.final()]).toString('utf8')
       if (token === '') return undefined
