@@ -190,6 +190,19 @@ t.test('a revoked bearer: one re-authentication, one retry, the request still su
   t.equal(emulator.control.calls.oauth, 2, 'the new bearer is kept')
 })
 
+t.test('a bearer Mangopay accepted, then revoked seconds after it replaced a refused one, is replaced again', async t => {
+  const { app, emulator, jwt } = await setup(t)
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200)
+  emulator.control.revokeBearers()
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'the first revocation: a new bearer once')
+  t.equal((await post(app, CHECKOUT, { token: jwt })).statusCode, 200, 'that new bearer works')
+  t.equal(emulator.control.calls.oauth, 2)
+  // Within YOUNG_BEARER_MS of its issue, but Mangopay has accepted it since: this refusal is news.
+  emulator.control.revokeBearers()
+  t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'the second revocation: a new bearer again, not 502')
+  t.equal(emulator.control.calls.oauth, 3)
+})
+
 t.test('a persistent 401: 502 upstream_auth_failed after one re-authentication, never a loop', async t => {
   const { app, emulator, jwt } = await setup(t)
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200)

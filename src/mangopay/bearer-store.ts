@@ -160,8 +160,17 @@ export class BearerStore {
   }
 
   /**
-   * Whether `token` is the bearer held, was fetched to replace a refused one, and was obtained
-   * less than `YOUNG_BEARER_MS` before `at`: then a 401 on it is not met with yet another.
+   * Mangopay minted a token with `token`: a later 401 on it is a new refusal (a revocation, a
+   * key reset), to be met with a new bearer, not the one refusal `isYoung` stands for.
+   */
+  accepted (token: string): void {
+    if (this.#heldReplacesRefused && this.#bearer?.token === token) this.#heldReplacesRefused = false
+  }
+
+  /**
+   * Whether `token` is the bearer held, was fetched to replace a refused one, has not been
+   * accepted since, and was obtained less than `YOUNG_BEARER_MS` before `at`: then a 401 on it is
+   * not met with yet another.
    */
   isYoung (token: string, at: number): boolean {
     const held = this.#bearer

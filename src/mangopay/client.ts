@@ -162,6 +162,7 @@ export class MangopayClient {
     if (response.status !== 200) {
       throw this.#upstreamError(kind, response)
     }
+    this.bearers.accepted(bearer)
     const parsed = this.#parseJson(kind, response.text)
     if (!checkEmbeddedTokenResponse.Check(parsed)) {
       throw new BrokerError('upstream_error', 'Mangopay returned an invalid token response.', { logFields: { mangopay: { endpoint: kind, status: 200, invalid: 'schema' } } })
