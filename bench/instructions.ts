@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process'
 import { readdir, readFile, rm, mkdir, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
+import { VERIFY_CACHE_MAX_AGE_MS } from '../src/auth/verify-cache.js'
 import { integer, loadBenchConfig } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
 import { runLoad } from './load.js'
@@ -21,8 +22,14 @@ import { freePort, startEmulatorProcess, startListeningProcess, type Proc } from
 import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say } from './setup.js'
 
 const config = loadBenchConfig(process.env, join(ROOT, 'bench', 'RESULTS.md'))
-/** Distinct users: enough for every per-user path to be taken, few enough to warm up quickly. */
-const USERS = integer(process.env, 'BENCH_INSTR_USERS', 2000, 1)
+/**
+ * Distinct users: enough for every per-user path to be taken, few enough that each comes back
+ * well within the verify cache's age even at callgrind's pace (about 25 requests a second on a
+ * slow machine): a counted request must find its JWT verified, as in steady state, or it counts
+ * an RSA verification. With 2000 users, a slow machine counted anything from 433 k to 655 k for
+ * the same build.
+ */
+const USERS = integer(process.env, 'BENCH_INSTR_USERS', 500, 1)
 /** Requests before counting starts (at least one per user). */
 const WARMUP = Math.max(integer(process.env, 'BENCH_INSTR_WARMUP', 6000, 1), USERS)
 /** Requests counted per target. */
@@ -75,6 +82,11 @@ async function measure (name: string, start: (port: number, wrapper: string[]) =
     control(proc, env, '--dump')
     control(proc, env, '--instr=off')
     if (run.ok !== REQUESTS) throw new Error(`${name}: ${REQUESTS - run.ok} of the counted requests failed`)
+    // The longest a user's JWT waited between two visits (a whole cycle through the users).
+    const cycleMs = 1000 * run.durationS * Math.min(1, USERS / REQUESTS)
+    if (cycleMs > VERIFY_CACHE_MAX_AGE_MS / 2) {
+      throw new Error(`${name}: a cycle through the ${USERS} users took ${(cycleMs / 1000).toFixed(0)} s under callgrind, near the verify cache's ${VERIFY_CACHE_MAX_AGE_MS / 1000} s: counted requests would include JWT verifications; set BENCH_INSTR_USERS lower`)
+    }
     const { mainThread, allThreads } = await readDump(prefix)
     say(`${name}: ${(mainThread / REQUESTS / 1000).toFixed(1)} k instructions per request on the main thread, ${(allThreads / REQUESTS / 1000).toFixed(1)} k on all threads`)
     return { name, requests: REQUESTS, mainThread, allThreads }
