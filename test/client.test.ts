@@ -60,6 +60,20 @@ function checkpoint (): { reach: () => void, reached: Promise<void> } {
   return { reach, reached }
 }
 
+/** USER_A's client, its requests recorded, and a checkpoint reached as the first is sent. */
+async function recordedClient (broker: Broker, options: Partial<TokenClientOptions> = {}) {
+  const recorder = recordingFetch()
+  const sent = checkpoint()
+  const client = await clientFor(broker, USER_A, {
+    ...options,
+    fetch: async (input, init) => {
+      sent.reach()
+      return await recorder.fetch(input, init)
+    }
+  })
+  return { client, recorder, sent }
+}
+
 /** A 429 from Mangopay whose window resets `inS` seconds from now: the broker answers 503 + Retry-After. */
 function mangopayRateLimited (inS: number) {
   return {
@@ -478,14 +492,7 @@ t.test('a shared request every caller has given up on is cancelled, Retry-After 
 t.test('a caller arriving as the last one leaves still shares the request', async t => {
   const broker = await startBroker(t)
   broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
-  const recorder = recordingFetch()
-  const sent = checkpoint()
-  const client = await clientFor(broker, USER_A, {
-    fetch: async (input, init) => {
-      sent.reach()
-      return await recorder.fetch(input, init)
-    }
-  })
+  const { client, recorder, sent } = await recordedClient(broker)
   const unmounted = new AbortController()
   const before = client.recipientsToken({ signal: unmounted.signal })
   await sent.reached
@@ -500,15 +507,7 @@ t.test('a caller arriving as the last one leaves still shares the request', asyn
 t.test('with the cache on, a request every caller gave up on finishes and fills the cache', async t => {
   const broker = await startBroker(t)
   broker.emulator.control.inject({ target: 'recipient', times: 1, fault: { kind: 'latency', ms: 300 } })
-  const recorder = recordingFetch()
-  const sent = checkpoint()
-  const client = await clientFor(broker, USER_A, {
-    cache: true,
-    fetch: async (input, init) => {
-      sent.reach()
-      return await recorder.fetch(input, init)
-    }
-  })
+  const { client, recorder, sent } = await recordedClient(broker, { cache: true })
   const unmounted = new AbortController()
   const gaveUp = client.recipientsToken({ signal: unmounted.signal })
   await sent.reached
