@@ -382,19 +382,32 @@ t.test('refreshAfterCredentialChange() adopts no shared bearer: it may come from
   t.equal(fetches.length, 2)
 })
 
-t.test('isYoung(token, at): only the bearer that replaced a refused one, less than YOUNG_BEARER_MS after it was obtained', async t => {
+t.test('isYoung(token, at, kind): only the bearer that replaced a refused one, not accepted for that kind since, less than YOUNG_BEARER_MS after it was obtained', async t => {
   const { store, fetches, start, warm, answer, at } = setup()
   await warm()
-  t.notOk(store.isYoung('bearer-1', start + 1), 'a bearer fetched for no refusal is never young: a 401 on it gets a new one')
+  t.notOk(store.isYoung('bearer-1', start + 1, 'checkout'), 'a bearer fetched for no refusal is never young: a 401 on it gets a new one')
 
   at(1000)
   store.invalidate('bearer-1')
   const replacement = store.current()
   answer(fetches.length - 1, 'bearer-2')
   await replacement
-  t.ok(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS - 1), 'its replacement is young just before')
-  t.notOk(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS), 'no longer from then on')
-  t.notOk(store.isYoung('bearer-1', start + 1000), 'a bearer no longer held is not young')
+  t.ok(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS - 1, 'checkout'), 'its replacement is young just before')
+  t.notOk(store.isYoung('bearer-2', start + 1000 + YOUNG_BEARER_MS, 'checkout'), 'no longer from then on')
+  t.notOk(store.isYoung('bearer-1', start + 1000, 'checkout'), 'a bearer no longer held is not young')
+
+  store.accepted('bearer-2', 'recipient')
+  t.notOk(store.isYoung('bearer-2', start + 1001, 'recipient'), 'accepted for a kind: a 401 for that kind is news')
+  t.ok(store.isYoung('bearer-2', start + 1001, 'checkout'), 'but not for another kind (a key without its rights)')
+  store.accepted('bearer-1', 'checkout')
+  t.ok(store.isYoung('bearer-2', start + 1001, 'checkout'), 'an acceptance of a bearer no longer held changes nothing')
+
+  at(2000)
+  store.invalidate('bearer-2')
+  const next = store.current()
+  answer(fetches.length - 1, 'bearer-3')
+  await next
+  t.ok(store.isYoung('bearer-3', start + 2001, 'recipient'), 'a new bearer starts with no acceptance')
 })
 
 t.test('a refusal of the credentials is remembered for REFUSAL_MEMORY_MS: needs meanwhile get it again, without an OAuth call', async t => {

@@ -203,6 +203,18 @@ t.test('a bearer Mangopay accepted, then revoked seconds after it replaced a ref
   t.equal(emulator.control.calls.oauth, 3)
 })
 
+t.test('a key without Checkout rights: Recipients successes in between do not turn each Checkout 401 into an OAuth call', async t => {
+  const { app, emulator, jwt } = await setup(t)
+  emulator.control.inject({ target: 'checkout', fault: { kind: 'status', status: 401, body: INVALID_CREDENTIALS } })
+  const statuses: number[] = []
+  for (let i = 0; i < 10; i++) {
+    statuses.push((await post(app, CHECKOUT, { token: jwt })).statusCode)
+    statuses.push((await post(app, RECIPIENTS, { token: jwt })).statusCode)
+  }
+  t.same(statuses, Array.from({ length: 20 }, (_, i) => i % 2 === 0 ? 502 : 200))
+  t.equal(emulator.control.calls.oauth, 2, 'the first refusal gets a new bearer once; the nine after it none')
+})
+
 t.test('a persistent 401: 502 upstream_auth_failed after one re-authentication, never a loop', async t => {
   const { app, emulator, jwt } = await setup(t)
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200)

@@ -116,6 +116,8 @@ export class BearerStore {
   #replacingRefused = false
   /** Whether the held bearer was fetched to replace a refused one. */
   #heldReplacesRefused = false
+  /** The kinds of token Mangopay minted with the bearer held, while it is one that replaced a refused one. */
+  readonly #acceptedFor = new Set<string>()
   /**
    * The last call Mangopay refused and its bearer: neither that bearer nor one obtained before the
    * call was sent (it may have been revoked with it) is adopted from the shared place.
@@ -160,21 +162,23 @@ export class BearerStore {
   }
 
   /**
-   * Mangopay minted a token with `token`: a later 401 on it is a new refusal (a revocation, a
-   * key reset), to be met with a new bearer, not the one refusal `isYoung` stands for.
+   * Mangopay minted a token of `kind` with `token`: a later 401 on it for that kind is a new
+   * refusal (a revocation, a key reset), to be met with a new bearer, not the one refusal
+   * `isYoung` stands for. Per kind: a key with Recipients rights but without Checkout ones must
+   * not turn every Checkout 401 into an OAuth call because Recipients calls succeed.
    */
-  accepted (token: string): void {
-    if (this.#heldReplacesRefused && this.#bearer?.token === token) this.#heldReplacesRefused = false
+  accepted (token: string, kind: string): void {
+    if (this.#heldReplacesRefused && this.#bearer?.token === token) this.#acceptedFor.add(kind)
   }
 
   /**
    * Whether `token` is the bearer held, was fetched to replace a refused one, has not been
-   * accepted since, and was obtained less than `YOUNG_BEARER_MS` before `at`: then a 401 on it is
-   * not met with yet another.
+   * accepted for `kind` since, and was obtained less than `YOUNG_BEARER_MS` before `at`: then a
+   * 401 on it is not met with yet another.
    */
-  isYoung (token: string, at: number): boolean {
+  isYoung (token: string, at: number, kind: string): boolean {
     const held = this.#bearer
-    return held?.token === token && this.#heldReplacesRefused && at - held.obtainedAt < YOUNG_BEARER_MS
+    return held?.token === token && this.#heldReplacesRefused && !this.#acceptedFor.has(kind) && at - held.obtainedAt < YOUNG_BEARER_MS
   }
 
   /**
@@ -235,6 +239,7 @@ export class BearerStore {
         this.#bearer = bearer
         this.#heldFromRefreshAhead = background
         this.#heldReplacesRefused = reason === 'need' && this.#replacingRefused
+        this.#acceptedFor.clear()
         if (reason === 'need') this.#replacingRefused = false
         this.#credentialsRefused = undefined
         this.#backgroundFailures = 0

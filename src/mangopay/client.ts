@@ -148,7 +148,7 @@ export class MangopayClient {
     let response = await this.#postEmbedded(kind, bearer, body, options)
     if (response.status === 401) {
       const refusal = { mangopay: parseUpstreamError(kind, 401, response.text) }
-      if (this.bearers.isYoung(bearer, sentAt)) {
+      if (this.bearers.isYoung(bearer, sentAt, kind)) {
         // Kept: dropping it would make the next request fetch another, and so on for each.
         options.log.warn(refusal, 'Mangopay refused the bearer that replaced a refused one seconds ago; not re-authenticating, another would be refused too')
       } else {
@@ -162,7 +162,7 @@ export class MangopayClient {
     if (response.status !== 200) {
       throw this.#upstreamError(kind, response)
     }
-    this.bearers.accepted(bearer)
+    this.bearers.accepted(bearer, kind)
     const parsed = this.#parseJson(kind, response.text)
     if (!checkEmbeddedTokenResponse.Check(parsed)) {
       throw new BrokerError('upstream_error', 'Mangopay returned an invalid token response.', { logFields: { mangopay: { endpoint: kind, status: 200, invalid: 'schema' } } })
