@@ -184,7 +184,7 @@ t.test('JWKS server answering an error → 503 auth_unavailable, then recovers',
   t.equal(jwks.state.fetches, 2)
 })
 
-t.test('the key set cannot be fetched past its cache age: the last one fetched stands in, for up to 24 h', async t => {
+t.test('the key set cannot be fetched past its cache age: the last one fetched stands in for verification, for up to 24 h', async t => {
   const key = await signingKey('key-1')
   const jwks = await startJwksServer(t, [key.jwk])
   const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
@@ -205,8 +205,9 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is a new sign-in with a known key')
   t.equal(jwks.state.fetches, 2, 'the next requests do not each wait for a fetch')
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
-  t.equal(ready.statusCode, 200, 'ready: tokens can be verified')
-  t.equal(jwks.state.fetches, 2, 'the probe does not fetch either')
+  t.equal(ready.statusCode, 503, 'not ready (SPEC §2: every configured dependency answers), though tokens are still served')
+  t.equal(ready.json().checks.identityProvider, 'unavailable')
+  t.equal(jwks.state.fetches, 3, 'readiness asked the provider itself')
   const warnings = logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
   t.equal(warnings.length, 1, 'one warning for the outage')
   t.match(warnings[0], { level: 40, msg: /verifying with the last one fetched/, auth: { lastFetchedAt: String } })
@@ -215,22 +216,21 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A, stranger)), 401, 'unauthenticated')
   const rotated = await signingKey('key-2')
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A, rotated, rotated.kid)), 503, 'auth_unavailable')
-  t.equal(jwks.state.fetches, 2, 'an unknown kid is not the caller\'s fault while the set cannot be fetched')
+  t.equal(jwks.state.fetches, 3, 'an unknown kid is not the caller\'s fault while the set cannot be fetched')
 
   shift += KEY_SET_RETRY_MS
   t.equal((await ask(app, RECIPIENTS, await signed(USER_B))).statusCode, 200)
-  t.equal(jwks.state.fetches, 3, 'a fetch is tried again every 30 s')
+  t.equal(jwks.state.fetches, 4, 'a fetch is tried again every 30 s')
 
   shift = STALE_KEY_SET_MAX_MS + 1000
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
-  t.equal(jwks.state.fetches, 4)
-  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'not ready once the last set is too old to stand in')
-  t.equal(jwks.state.fetches, 5, 'readiness asked the provider itself')
+  t.equal(jwks.state.fetches, 5, 'once the last set is too old to stand in, requests are refused')
 
   jwks.state.failWith = undefined
   shift += KEY_SET_RETRY_MS
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'served again once the set can be fetched')
   t.equal(jwks.state.fetches, 6)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again')
   t.equal(emulator.control.minted.length, 5, 'a token for each request served, none for the refused')
   t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 1, 'still one warning: the outage never ended')
 })

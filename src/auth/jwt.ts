@@ -72,16 +72,17 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
   }
 
   // Ready while the fetched set is within its cache age (what verification uses without a
-  // fetch), when it can be fetched now, or while the last one fetched stands in.
+  // fetch), or when it can be fetched now. Not while the last one only stands in: SPEC §2 wants
+  // every configured dependency to answer, and an outage of the identity provider is news for
+  // whoever watches readiness, even while the broker rides it out.
   const ready: KeySourceReady = async () => {
     if (keySet.fresh) return true
-    // While fetches fail and the last set stands in, a probe does not wait on another attempt.
-    if (Date.now() - failedAt < KEY_SET_RETRY_MS && lastKnownKeys() !== undefined) return true
     try {
       await keySet.reload()
       return true
     } catch (err) {
-      return fetchFailed(err) !== undefined
+      fetchFailed(err)
+      return false
     }
   }
   const key: JWTVerifyGetKey = async (header, token) => {

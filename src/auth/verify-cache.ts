@@ -7,7 +7,8 @@ import type { JwtVerifier } from './jwt.js'
 export const VERIFY_CACHE_ENTRIES = 10_000
 /**
  * A verification is reused for at most this long, so a key withdrawn from the JWKS stops being
- * honoured soon after (jose itself keeps a fetched key set for up to 10 minutes).
+ * honoured soon after the key set is fetched again (jose keeps a fetched set for up to 10
+ * minutes; while it cannot be fetched, the last one stands in: see jwt.ts).
  */
 export const VERIFY_CACHE_MAX_AGE_MS = 60_000
 /** Longer tokens are refused by the verifier anyway; they are not hashed for a lookup. */
