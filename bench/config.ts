@@ -36,7 +36,7 @@ export interface BenchConfig {
 }
 
 /** A setting from `env`; an empty one counts as unset. */
-function text (env: NodeJS.ProcessEnv, name: string): string | undefined {
+export function text (env: NodeJS.ProcessEnv, name: string): string | undefined {
   const raw = env[name]
   return raw === '' ? undefined : raw
 }
