@@ -343,14 +343,15 @@ function authConfig (env: Env, problems: string[]): AuthConfig {
   return auth
 }
 
-/** The checks `loadConfig` makes beyond the schema, for when the schema already failed. */
 /** HTTP Basic (RFC 7617) cannot carry a user id with a colon: Mangopay would read another client id. */
 function checkClientId (clientId: string | undefined, problems: string[]): void {
   if (clientId?.includes(':') === true) problems.push('MANGOPAY_CLIENT_ID must not contain ":" (it cannot be sent in HTTP Basic authentication)')
 }
 
+/** The checks `loadConfig` makes beyond the schema, for when the schema already failed. */
 function crossFieldChecks (env: Env, problems: string[]): void {
-  if (env.MANGOPAY_BASE_URL !== undefined) checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  const baseUrl = env.MANGOPAY_BASE_URL === undefined ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV] : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
+  checkHostEnvironment(env, baseUrl, problems)
   checkClientId(env.MANGOPAY_CLIENT_ID, problems)
   checkTrustProxy(env.TRUST_PROXY, problems)
   authConfig(env, problems)

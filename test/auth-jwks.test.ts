@@ -225,6 +225,7 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   shift = STALE_KEY_SET_MAX_MS + 1000
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
   t.equal(jwks.state.fetches, 5, 'once the last set is too old to stand in, requests are refused')
+  t.match(logs.lines().findLast(l => l.code === 'auth_unavailable'), { cause: { message: 'the JWKS could not be fetched', cause: { message: String } } }, 'logged with the fetch\'s own failure')
 
   jwks.state.failWith = undefined
   shift += KEY_SET_RETRY_MS

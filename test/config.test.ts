@@ -212,6 +212,8 @@ t.test('Mangopay settings that could never work are refused at start-up', async 
   hasProblem(t, env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example/v2.01/' }), /must not end with \/v2\.01/, 'behind a proxy too')
   t.equal(loadConfig(env({ MANGOPAY_BASE_URL: 'https://mangopay-proxy.internal.example/mangopay/' })).mangopay.baseUrl, 'https://mangopay-proxy.internal.example/mangopay', 'a proxy\'s own path is kept')
   hasProblem(t, env({ MANGOPAY_CLIENT_ID: 'acme:client' }), /MANGOPAY_CLIENT_ID must not contain ":"/, 'a client id HTTP Basic cannot carry')
+  const all = hasProblem(t, env({ PORT: 'not-a-port', MANGOPAY_BASE_URL: 'https://api-mtls.sandbox.mangopay.com/v2.01' }), /must not end with \/v2\.01/, 'listed with the schema\'s own problems')
+  t.ok(all.some(p => /api-mtls host/.test(p)) && all.some(p => /PORT/.test(p)), 'every problem in one start-up')
 })
 
 t.test('AUTH_MODE=dev is refused with MANGOPAY_ENV=production', async t => {

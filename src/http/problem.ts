@@ -110,11 +110,14 @@ export function answerFrameworkError (err: FastifyError, request: FastifyRequest
   sendProblem(reply, error)
 }
 
-/** What failed underneath, without a stack: its kind, code and message. */
-function briefCause (cause: unknown): { type: string, code?: string, message?: string } {
+interface BriefCause { type: string, code?: string, message?: string, cause?: BriefCause }
+
+/** What failed underneath, without a stack: its kind, code and message, and those of its own cause (a few deep). */
+function briefCause (cause: unknown, depth = 0): BriefCause {
   if (!(cause instanceof Error)) return { type: typeof cause }
   const code = (cause as NodeJS.ErrnoException).code
-  return { type: cause.name, ...(typeof code === 'string' ? { code } : {}), message: cause.message }
+  const deeper = cause.cause !== undefined && depth < 2 ? { cause: briefCause(cause.cause, depth + 1) } : {}
+  return { type: cause.name, ...(typeof code === 'string' ? { code } : {}), message: cause.message, ...deeper }
 }
 
 async function problemPlugin (app: FastifyInstance): Promise<void> {
