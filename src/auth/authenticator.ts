@@ -32,20 +32,31 @@ export class MissingCredential extends BrokerError {
   }
 }
 
-interface Credential { token: string, source: Session['credential'] }
+interface Presented { raw: string, source: Session['credential'] }
 
-function credentialFrom (request: FastifyRequest, cookieName: string | undefined): Credential {
+/**
+ * Where a request's credential is, as sent: the Authorization header first, else the session
+ * cookie. The one place that decides it, for the CSRF check before verification and for the
+ * verification itself.
+ */
+function presented (request: FastifyRequest, cookieName: string | undefined): Presented | undefined {
   const header = request.headers.authorization
-  if (header !== undefined) {
-    const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(header)
-    if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".')
-    return { token: match[1], source: 'header' }
-  }
+  if (header !== undefined) return { raw: header, source: 'header' }
   const cookie = cookieName === undefined ? undefined : request.cookies[cookieName]
-  if (cookie !== undefined && cookie !== '') return { token: cookie, source: 'cookie' }
-  throw new MissingCredential(cookieName === undefined
-    ? 'Sign in first: send "Authorization: Bearer <token>".'
-    : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
+  return cookie !== undefined && cookie !== '' ? { raw: cookie, source: 'cookie' } : undefined
+}
+
+function credentialFrom (request: FastifyRequest, cookieName: string | undefined): { token: string, source: Session['credential'] } {
+  const credential = presented(request, cookieName)
+  if (credential === undefined) {
+    throw new MissingCredential(cookieName === undefined
+      ? 'Sign in first: send "Authorization: Bearer <token>".'
+      : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
+  }
+  if (credential.source === 'cookie') return { token: credential.raw, source: 'cookie' }
+  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(credential.raw)
+  if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".')
+  return { token: match[1], source: 'header' }
 }
 
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
@@ -55,11 +66,7 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
   const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier)
   return {
     ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
-    credentialSource (request) {
-      if (request.headers.authorization !== undefined) return 'header'
-      const cookie = options.cookieName === undefined ? undefined : request.cookies[options.cookieName]
-      return cookie !== undefined && cookie !== '' ? 'cookie' : undefined
-    },
+    credentialSource: request => presented(request, options.cookieName)?.source,
     async authenticate (request) {
       const credential = credentialFrom(request, options.cookieName)
       const claims = await verify(credential.token)

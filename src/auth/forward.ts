@@ -75,6 +75,15 @@ function credentialsOf (request: FastifyRequest): Credentials {
   }
 }
 
+/**
+ * A cookie rides along on cross-site requests by itself; an Authorization header never does: with
+ * one, the request is a header credential, whatever cookies come with it.
+ */
+function sourceOf (credentials: Credentials): Session['credential'] | undefined {
+  if (credentials.authorization !== undefined) return 'header'
+  return credentials.cookie === undefined ? undefined : 'cookie'
+}
+
 /** The cache key: a digest, so no cookie or token is ever kept as a key. */
 function cacheKey (credentials: Credentials): string {
   return createHash('sha256').update(JSON.stringify([credentials.cookie ?? null, credentials.authorization ?? null])).digest('base64url')
@@ -118,24 +127,16 @@ export class ForwardAuthenticator implements Authenticator {
   }
 
   credentialSource (request: FastifyRequest): Session['credential'] | undefined {
-    const credentials = credentialsOf(request)
-    if (credentials.authorization !== undefined) return 'header'
-    return credentials.cookie === undefined ? undefined : 'cookie'
+    return sourceOf(credentialsOf(request))
   }
 
   async authenticate (request: FastifyRequest): Promise<Session> {
     const credentials = credentialsOf(request)
-    if (credentials.cookie === undefined && credentials.authorization === undefined) {
-      throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
-    }
+    const source = sourceOf(credentials)
+    if (source === undefined) throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
     const answer = await this.#lookup(credentials)
     if (!answer.ok) throw unauthenticated({ status: answer.status })
-    return {
-      subject: answer.subject,
-      mangopayUserIds: answer.mangopayUserIds,
-      // A cookie rides along on cross-site requests by itself; an Authorization header never does.
-      credential: credentials.authorization === undefined ? 'cookie' : 'header'
-    }
+    return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds, credential: source }
   }
 
   /**
