@@ -11,7 +11,7 @@ import type { Session } from '../src/auth/session.js'
  * back, whatever happens. Through the HTTP surface in rate-limit.test.ts.
  */
 
-const SESSION: Session = { subject: 'alice', mangopayUserIds: ['user_1'], credential: 'header' }
+const SESSION: Session = { subject: 'alice', mangopayUserIds: ['user_1'] }
 const request = { ip: '192.0.2.1' } as unknown as FastifyRequest
 
 /** Lets every pending callback run. */

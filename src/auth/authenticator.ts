@@ -3,7 +3,7 @@ import type { AuthConfig, JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { createJwtVerifier, type JwtVerifier } from './jwt.js'
 import { cacheVerifications } from './verify-cache.js'
-import { mangopayUserIdsFromClaim, type Session } from './session.js'
+import { mangopayUserIdsFromClaim, type CredentialSource, type Session } from './session.js'
 
 /** Turns a request's credentials into a verified Session, or refuses with 401. */
 export interface Authenticator {
@@ -13,7 +13,7 @@ export interface Authenticator {
    * the browser attaches to cross-site requests too, is subject to the CSRF rules before any
    * verification work (SPEC §3.4); undefined when the request presents none.
    */
-  credentialSource (request: FastifyRequest): Session['credential'] | undefined
+  credentialSource (request: FastifyRequest): CredentialSource | undefined
   /**
    * Readiness, where the mode depends on the identity provider (a JWKS, a session endpoint):
    * true when it answers. Absent when nothing outside the broker is needed (a fixed key).
@@ -32,7 +32,7 @@ export class MissingCredential extends BrokerError {
   }
 }
 
-interface Presented { raw: string, source: Session['credential'] }
+interface Presented { raw: string, source: CredentialSource }
 
 /**
  * Where a request's credential is, as sent: the Authorization header first, else the session
@@ -46,17 +46,18 @@ function presented (request: FastifyRequest, cookieName: string | undefined): Pr
   return cookie !== undefined && cookie !== '' ? { raw: cookie, source: 'cookie' } : undefined
 }
 
-function credentialFrom (request: FastifyRequest, cookieName: string | undefined): { token: string, source: Session['credential'] } {
+/** The JWT a request presents, from where `presented` says; 401 when there is none or the header is not `Bearer <token>`. */
+function tokenFrom (request: FastifyRequest, cookieName: string | undefined): string {
   const credential = presented(request, cookieName)
   if (credential === undefined) {
     throw new MissingCredential(cookieName === undefined
       ? 'Sign in first: send "Authorization: Bearer <token>".'
       : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
   }
-  if (credential.source === 'cookie') return { token: credential.raw, source: 'cookie' }
+  if (credential.source === 'cookie') return credential.raw
   const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(credential.raw)
   if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".')
-  return { token: match[1], source: 'header' }
+  return match[1]
 }
 
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
@@ -68,12 +69,10 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
     ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
     credentialSource: request => presented(request, options.cookieName)?.source,
     async authenticate (request) {
-      const credential = credentialFrom(request, options.cookieName)
-      const claims = await verify(credential.token)
+      const claims = await verify(tokenFrom(request, options.cookieName))
       return {
         subject: typeof claims.sub === 'string' ? claims.sub : 'unknown',
-        mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim]),
-        credential: credential.source
+        mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim])
       }
     }
   }

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { BrokerError } from '../errors.js'
-import type { Session } from './session.js'
+import type { CredentialSource } from './session.js'
 
 /**
  * SPEC §3.4: a cookie is sent by the browser whoever wrote the page, so a cookie-credentialed
@@ -11,7 +11,7 @@ import type { Session } from './session.js'
  * before it is verified: a forged cross-site request costs no verification and no session
  * endpoint call, and does not count as a failed sign-in against its victim's address.
  */
-export function checkCsrf (request: FastifyRequest, credential: Session['credential'] | undefined, allowedOrigins: ReadonlySet<string>): void {
+export function checkCsrf (request: FastifyRequest, credential: CredentialSource | undefined, allowedOrigins: ReadonlySet<string>): void {
   if (credential !== 'cookie') return
   if (request.headers['x-csrf'] !== '1') {
     throw new BrokerError('csrf_rejected', 'Cookie-authenticated requests must send the header "X-CSRF: 1".')

@@ -5,7 +5,7 @@ import { Pool, type Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { MissingCredential, type Authenticator } from './authenticator.js'
-import { mangopayUserIdsFromClaim, type Session } from './session.js'
+import { mangopayUserIdsFromClaim, type CredentialSource, type Session } from './session.js'
 import { readBounded } from '../http/read-bounded.js'
 import { withDeadline, type Deadline } from '../http/deadline.js'
 
@@ -79,7 +79,7 @@ function credentialsOf (request: FastifyRequest): Credentials {
  * A cookie rides along on cross-site requests by itself; an Authorization header never does: with
  * one, the request is a header credential, whatever cookies come with it.
  */
-function sourceOf (credentials: Credentials): Session['credential'] | undefined {
+function sourceOf (credentials: Credentials): CredentialSource | undefined {
   if (credentials.authorization !== undefined) return 'header'
   return credentials.cookie === undefined ? undefined : 'cookie'
 }
@@ -126,17 +126,16 @@ export class ForwardAuthenticator implements Authenticator {
       })
   }
 
-  credentialSource (request: FastifyRequest): Session['credential'] | undefined {
+  credentialSource (request: FastifyRequest): CredentialSource | undefined {
     return sourceOf(credentialsOf(request))
   }
 
   async authenticate (request: FastifyRequest): Promise<Session> {
     const credentials = credentialsOf(request)
-    const source = sourceOf(credentials)
-    if (source === undefined) throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
+    if (sourceOf(credentials) === undefined) throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
     const answer = await this.#lookup(credentials)
     if (!answer.ok) throw unauthenticated({ status: answer.status })
-    return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds, credential: source }
+    return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds }
   }
 
   /**

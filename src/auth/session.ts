@@ -6,9 +6,10 @@ export interface Session {
   subject: string
   /** The Mangopay users this session may get tokens for (SPEC §3.2). */
   mangopayUserIds: string[]
-  /** Where the credential came from: cookie credentials are subject to the CSRF rules. */
-  credential: 'header' | 'cookie'
 }
+
+/** Where a request's credential is: a cookie credential is subject to the CSRF rules (SPEC §3.4). */
+export type CredentialSource = 'header' | 'cookie'
 
 const MANGOPAY_USER_ID = /^[A-Za-z0-9_-]{1,128}$/
 const MAX_IDS = 100

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js'
-import type { QuotaWindow } from './types.js'
+import type { QuotaWindow, RateLimitHeaderStyle } from './types.js'
 
 /** Mangopay's documented windows, in the order its headers list them. */
 export const MANGOPAY_QUOTA: readonly QuotaWindow[] = [
@@ -23,9 +23,9 @@ export class QuotaTracker {
   readonly #clock: Clock
   readonly #windows: WindowState[]
 
-  readonly #style: 'made' | 'limit' | 'none'
+  readonly #style: RateLimitHeaderStyle
 
-  constructor (windows: readonly QuotaWindow[], clock: Clock, style: 'made' | 'limit' | 'none' = 'made') {
+  constructor (windows: readonly QuotaWindow[], clock: Clock, style: RateLimitHeaderStyle = 'made') {
     this.#clock = clock
     this.#style = style
     this.#windows = windows.map((w) => ({ limit: w.limit, periodMs: w.periodS * 1000, used: 0, startedAt: undefined }))

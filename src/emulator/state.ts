@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js'
 import { QuotaTracker } from './quota.js'
 import { BoundedLog } from './records.js'
 import type {
-  EmulatorControl, EndpointName, Fault, FaultTarget, FaultRule, IssuedBearer, MintedToken, QuotaWindow, ReceivedRequest
+  EmulatorControl, EndpointName, Fault, FaultTarget, FaultRule, IssuedBearer, MintedToken, QuotaWindow, RateLimitHeaderStyle, ReceivedRequest
 } from './types.js'
 
 /** How many received requests, minted tokens and bearers are remembered. */
@@ -29,7 +29,7 @@ export class EmulatorState implements EmulatorControl {
   #bearerCount = 0
   #rules: ActiveRule[] = []
 
-  constructor (apiKey: string, quota: readonly QuotaWindow[], clock: Clock, rateLimitHeaderStyle?: 'made' | 'limit' | 'none') {
+  constructor (apiKey: string, quota: readonly QuotaWindow[], clock: Clock, rateLimitHeaderStyle?: RateLimitHeaderStyle) {
     this.#apiKey = apiKey
     this.quota = new QuotaTracker(quota, clock, rateLimitHeaderStyle)
   }

@@ -2,6 +2,9 @@ import type { Clock } from '../clock.js'
 
 export interface QuotaWindow { limit: number, periodS: number }
 
+/** Which header tells a quota window's use: see EmulatorOptions.rateLimitHeaderStyle. */
+export type RateLimitHeaderStyle = 'made' | 'limit' | 'none'
+
 export interface EmulatorOptions {
   clientId: string
   apiKey: string
@@ -22,7 +25,7 @@ export interface EmulatorOptions {
    * today), `X-RateLimit-Limit` with the window sizes instead (as its docs once named it), or not
    * at all (only `-Remaining` and `-Reset`, the two the SPEC names).
    */
-  rateLimitHeaderStyle?: 'made' | 'limit' | 'none'
+  rateLimitHeaderStyle?: RateLimitHeaderStyle
 
   /** Drives bearer expiry, token expiry and quota windows; default systemClock. */
   clock?: Clock
