@@ -14,7 +14,8 @@ interface ProfileNode {
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
 
 function where (url: string): string {
-  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1]
+  // A package's own name; not node_modules/.cache, where the benchmark builds the broker.
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/.][^/]*)/.exec(url)?.[1]
   if (pkg !== undefined) return pkg
   if (url.startsWith('node:')) return url
   const own = /\/(dist|src)\/(.*)$/.exec(url)

@@ -4,6 +4,7 @@ import { Agent, request } from 'undici'
 import { ManualClock } from '../src/clock.js'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../src/emulator/index.js'
 import { BoundedLog } from '../src/emulator/records.js'
+import { until } from './helpers.js'
 
 const CLIENT_ID = 'acme-client'
 const API_KEY = 'embedded-key'
@@ -61,10 +62,6 @@ async function setup (t: Teardown, options: Partial<EmulatorOptions> = {}) {
     })
 
   return { emulator, clock, agent, call, oauth, bearer, embedded }
-}
-
-async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
 t.test('oauth: a valid client gets a bearer, and several stay valid at once', async (t) => {
@@ -479,7 +476,7 @@ t.test('close() finishes promptly with a hanging request in flight', async (t) =
   emulator.control.inject({ fault: { kind: 'hang' } })
   const pending = request(emulator.url + OAUTH, { method: 'POST', headers: { authorization: basic(), ...FORM }, body: 'grant_type=client_credentials', dispatcher: agent })
   pending.catch(() => {})
-  await until(() => emulator.control.calls.total === 1)
+  await until('the call to be counted', () => emulator.control.calls.total === 1)
 
   let guard: NodeJS.Timeout | undefined
   const outcome = await Promise.race([

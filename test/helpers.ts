@@ -2,6 +2,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
 import type { Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
@@ -221,4 +222,13 @@ export function spawnServer (t: TestContext, env: Record<string, string | undefi
   child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   return { child, exited, stdout: () => stdout, stderr: () => stderr }
+}
+
+/** Polls `condition` every 20 ms until it holds; fails with `what` after `timeoutMs`. */
+export async function until (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
 }

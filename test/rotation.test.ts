@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
@@ -11,7 +10,7 @@ import { loadConfig } from '../src/config.js'
 import { ManualClock } from '../src/clock.js'
 import type { SecretsReloadResult } from '../src/mangopay/secrets-reload.js'
 import {
-  API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer
+  API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer, until
 } from './helpers.js'
 
 /**
@@ -280,14 +279,6 @@ t.test('a key given inline: nothing to re-read', async t => {
   t.same(await app.reloadSecrets(), { apiKey: 'inline', tls: 'none' })
   t.equal(emulator.control.calls.oauth, 0)
 })
-
-async function until (what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 t.test('a real SIGHUP to the server process: rotated, and the process keeps serving', async t => {
   const emulator = await startTestEmulator(t)

@@ -1,10 +1,9 @@
 import { connect, createServer, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import {
-  USER_A, assertNoSecrets, assertProblem, baseEnv, buildTestApp, startTestEmulator, tokenFor, spawnServer
+  USER_A, assertNoSecrets, assertProblem, baseEnv, buildTestApp, startTestEmulator, tokenFor, spawnServer, until
 } from './helpers.js'
 
 /**
@@ -26,14 +25,6 @@ async function freePort (): Promise<number> {
   probe.close()
   await once(probe, 'close')
   return port
-}
-
-async function until (what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
 }
 
 t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes, exit 0', async t => {

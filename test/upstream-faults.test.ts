@@ -1,13 +1,12 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { ManualClock } from '../src/clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import { parseUpstreamError } from '../src/mangopay/upstream-errors.js'
 import type { Emulator, Fault, FaultTarget } from '../src/emulator/index.js'
 import {
-  API_KEY, assertProblem, buildTestApp, CLIENT_ID, forwardModeEnv, post, tokenFor, USER_A, type AnswerLike, type TestApp
+  API_KEY, assertProblem, buildTestApp, CLIENT_ID, forwardModeEnv, post, tokenFor, USER_A, until, type AnswerLike, type TestApp
 } from './helpers.js'
 
 /**
@@ -75,12 +74,6 @@ function assertCleanProblem (t: Test, broker: Broker, res: AnswerLike, status: n
   const secrets = [API_KEY, BASIC, ...broker.emulator.control.bearers.map(b => b.token)]
   t.notOk(secrets.some(s => res.body.includes(s)), 'no API key, Basic credential or bearer')
   return body
-}
-
-/** Polls `condition` (an observable outcome, not the passing of time) for at most `limitMs`. */
-async function until (condition: () => boolean, limitMs: number): Promise<void> {
-  const giveUpAt = performance.now() + limitMs
-  while (!condition() && performance.now() < giveUpAt) await sleep(10)
 }
 
 /** Once the fault is cleared, the same broker serves again (no stuck state, no crash). */
@@ -338,7 +331,7 @@ t.test('deadlines: 504 upstream_timeout near MANGOPAY_TIMEOUT_MS', async t => {
       if (target === 'oauth') {
         // The OAuth call is shared by all waiters and keeps its own deadline, which ends a moment
         // after this request's: a request arriving in between would join it and time out too.
-        await until(() => broker.logs.lines().some(l => l.msg === 'Mangopay bearer refresh failed'), 5000)
+        await until('the failed refresh to be logged', () => broker.logs.lines().some(l => l.msg === 'Mangopay bearer refresh failed'), 5000)
       }
       await assertRecovers(t, broker)
     })
