@@ -1,12 +1,12 @@
 import { once } from 'node:events'
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
 import type { FastifyInstance } from 'fastify'
 import { ManualClock } from '../src/clock.js'
 import { STALE_KEY_SET_MAX_MS, KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
-import { USER_A, USER_B, assertProblem, buildTestApp, tokenFor } from './helpers.js'
+import { USER_A, USER_B, assertProblem, buildTestApp, tokenFor, until } from './helpers.js'
 
 /**
  * AUTH_MODE=jwt with AUTH_JWKS_URL: keys come from the identity provider's key set, which is
@@ -29,11 +29,15 @@ async function signingKey (kid: string): Promise<SigningKey> {
   return { kid, privateKey: pair.privateKey, jwk: { ...await exportJWK(pair.publicKey), kid, alg: 'RS256', use: 'sig' } }
 }
 
-/** The identity provider's JWKS endpoint: serves whatever keys it holds, or fails on demand. */
+/** The identity provider's JWKS endpoint: serves whatever keys it holds, fails, or holds its answers, on demand. */
 async function startJwksServer (t: Test, keys: JWK[]) {
-  const state = { keys, fetches: 0, failWith: undefined as number | undefined }
+  const state = { keys, fetches: 0, failWith: undefined as number | undefined, hold: false, held: [] as ServerResponse[] }
   const server = createServer((req, res) => {
     state.fetches++
+    if (state.hold) {
+      state.held.push(res)
+      return
+    }
     if (state.failWith !== undefined) {
       res.writeHead(state.failWith, { 'content-type': 'text/plain' }).end('identity provider error')
       return
@@ -46,7 +50,12 @@ async function startJwksServer (t: Test, keys: JWK[]) {
     server.closeAllConnections()
     server.close()
   })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`, state }
+  /** Answers the held fetches with the keys held now, and stops holding. */
+  const release = (): void => {
+    state.hold = false
+    for (const res of state.held.splice(0)) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }))
+  }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`, state, release }
 }
 
 function jwksEnv (url: string): Record<string, string | undefined> {
@@ -200,15 +209,17 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   const realNow = Date.now.bind(Date)
   let shift = 11 * 60_000
   t.capture(Date, 'now', () => realNow() + shift)
+  const unavailable = (): Array<Record<string, unknown>> => logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'a user signed in before is served')
+  await until('the background fetch to fail', () => unavailable().length === 1)
   t.equal(jwks.state.fetches, 2, 'after one failed fetch')
   t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is a new sign-in with a known key')
-  t.equal(jwks.state.fetches, 2, 'the next requests do not each wait for a fetch')
+  t.equal(jwks.state.fetches, 2, 'the next requests do not each try a fetch')
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503, 'not ready (SPEC §2: every configured dependency answers), though tokens are still served')
   t.equal(ready.json().checks.identityProvider, 'unavailable')
   t.equal(jwks.state.fetches, 3, 'readiness asked the provider itself')
-  const warnings = logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
+  const warnings = unavailable()
   t.equal(warnings.length, 1, 'one warning for the outage')
   t.match(warnings[0], { level: 40, msg: /verifying with the last one fetched/, auth: { lastFetchedAt: String } })
 
@@ -220,7 +231,8 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
 
   shift += KEY_SET_RETRY_MS
   t.equal((await ask(app, RECIPIENTS, await signed(USER_B))).statusCode, 200)
-  t.equal(jwks.state.fetches, 4, 'a fetch is tried again every 30 s')
+  await until('the next fetch', () => jwks.state.fetches === 4)
+  t.pass('a fetch is tried again every 30 s')
 
   shift = STALE_KEY_SET_MAX_MS + 1000
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
@@ -233,7 +245,35 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   t.equal(jwks.state.fetches, 6)
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again')
   t.equal(emulator.control.minted.length, 5, 'a token for each request served, none for the refused')
-  t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 1, 'still one warning: the outage never ended')
+  t.equal(unavailable().length, 1, 'still one warning: the outage never ended')
+})
+
+t.test('past its cache age the key set is fetched again in the background: no sign-in with a known key waits for the identity provider', async t => {
+  const key = await signingKey('key-1')
+  const jwks = await startJwksServer(t, [key.jwk])
+  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  let serial = 0
+  const signed = async (user: string, signer = key) => await tokenFor(user, { jti: `t${serial++}` }, { key: signer.privateKey, kid: signer.kid })
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200)
+  t.equal(jwks.state.fetches, 1)
+
+  // The provider stops answering (no error, no timeout yet); jose's 10-minute cache age passes.
+  jwks.state.hold = true
+  const realNow = Date.now.bind(Date)
+  t.capture(Date, 'now', () => realNow() + 11 * 60_000)
+  t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'answered with the set it has')
+  await until('the background fetch to reach the provider', () => jwks.state.held.length === 1)
+  t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is the next sign-in, while the fetch is unanswered')
+
+  // A key the set lacks may be a new one: that request waits for the fetch, and the new set verifies it.
+  const rotated = await signingKey('key-2')
+  jwks.state.keys = [key.jwk, rotated.jwk]
+  const pending = ask(app, RECIPIENTS, await signed(USER_B, rotated))
+  jwks.release()
+  t.equal((await pending).statusCode, 200, 'a new kid is verified with the set fetched')
+  t.equal(jwks.state.fetches, 2, 'one fetch for all of them')
+  t.same(emulator.control.minted.map(m => m.userId), [USER_A, USER_A, USER_B, USER_B])
+  t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 0, 'no outage was reported')
 })
 
 t.test('readiness: the key set is a configured dependency', async t => {

@@ -85,10 +85,29 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
       return false
     }
   }
+  /**
+   * Past its cache age the last set fetched still answers at once, while a fetch runs in the
+   * background (stale-while-revalidate): no request waits on the identity provider for a key it
+   * already has, even when the provider is down or does not answer at all (up to the fetch
+   * timeout, once per KEY_SET_RETRY_MS, for every request meanwhile).
+   */
+  function refreshInBackground (): void {
+    if (keySet.reloading || Date.now() - failedAt < KEY_SET_RETRY_MS) return
+    keySet.reload().catch((err: unknown) => { fetchFailed(err) })
+  }
   const key: JWTVerifyGetKey = async (header, token) => {
-    // While fetches fail, the requests between two attempts use the last set without waiting.
-    const standIn = !keySet.fresh && Date.now() - failedAt < KEY_SET_RETRY_MS ? lastKnownKeys() : undefined
-    if (standIn !== undefined) return await withLastKnown(standIn, header, token)
+    const standIn = keySet.fresh ? undefined : lastKnownKeys()
+    if (standIn !== undefined) {
+      refreshInBackground()
+      try {
+        return await standIn(header, token)
+      } catch (err) {
+        if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
+        // A `kid` the last set lacks may be a new key: wait for the set below, unless a fetch
+        // failed moments ago (the caller would only wait for another failure).
+        if (Date.now() - failedAt < KEY_SET_RETRY_MS) throw new KeySetUnavailable('no key for the token in the last key set fetched', { cause: err })
+      }
+    }
     try {
       return await keySet(header, token)
     } catch (err) {
