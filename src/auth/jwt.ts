@@ -86,10 +86,10 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
     }
   }
   /**
-   * Past its cache age the last set fetched still answers at once, while a fetch runs in the
-   * background (stale-while-revalidate): no request waits on the identity provider for a key it
-   * already has, even when the provider is down or does not answer at all (up to the fetch
-   * timeout, once per KEY_SET_RETRY_MS, for every request meanwhile).
+   * Past its cache age the last set fetched still answers at once while a fetch runs in the
+   * background (stale-while-revalidate), so no request waits on the identity provider for a key
+   * the broker already has. Waiting would cost every request arriving during the fetch up to the
+   * fetch timeout when the provider does not answer, once per KEY_SET_RETRY_MS.
    */
   function refreshInBackground (): void {
     if (keySet.reloading || Date.now() - failedAt < KEY_SET_RETRY_MS) return
