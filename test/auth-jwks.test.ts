@@ -276,6 +276,34 @@ t.test('past its cache age the key set is fetched again in the background: no si
   t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 0, 'no outage was reported')
 })
 
+t.test('verifications are reused while the key set is unchanged; a key withdrawn stops being honoured once the set without it is fetched', async t => {
+  const kept = await signingKey('key-kept')
+  const withdrawn = await signingKey('key-withdrawn')
+  const jwks = await startJwksServer(t, [kept.jwk, withdrawn.jwk])
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const keptToken = await tokenFor(USER_A, {}, { key: kept.privateKey, kid: kept.kid })
+  const withdrawnToken = await tokenFor(USER_B, {}, { key: withdrawn.privateKey, kid: withdrawn.kid })
+  t.equal((await ask(app, RECIPIENTS, keptToken)).statusCode, 200)
+  t.equal((await ask(app, RECIPIENTS, withdrawnToken)).statusCode, 200)
+  t.equal(jwks.state.fetches, 1)
+
+  // The identity provider withdraws a key. Past the set's cache age, requests whose tokens were
+  // verified before are still answered, and they alone get the set fetched again.
+  jwks.state.keys = [kept.jwk]
+  const realNow = Date.now.bind(Date)
+  t.capture(Date, 'now', () => realNow() + 11 * 60_000)
+  t.equal((await ask(app, CHECKOUT, withdrawnToken)).statusCode, 200, 'answered while the set is fetched again')
+  await until('the key set to be fetched again', () => jwks.state.fetches === 2)
+  // Readiness joins the fetch under way: once it answers, the new set is the one in use.
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
+  t.equal(jwks.state.fetches, 2, 'readiness asked for no fetch of its own')
+
+  assertProblem(t, await ask(app, CHECKOUT, withdrawnToken), 401, 'unauthenticated')
+  t.equal((await ask(app, CHECKOUT, keptToken)).statusCode, 200, 'a token signed with a key still published is served')
+  t.equal(jwks.state.fetches, 2, 'no fetch per request')
+  t.same(emulator.control.minted.map(m => [m.kind, m.userId]), [['recipient', USER_A], ['recipient', USER_B], ['checkout', USER_B], ['checkout', USER_A]])
+})
+
 t.test('readiness: the key set is a configured dependency', async t => {
   const key = await signingKey('k1')
   const jwks = await startJwksServer(t, [key.jwk])

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { JWTPayload } from 'jose'
 import { createJwtVerifier } from '../src/auth/jwt.js'
-import { cacheVerifications, VERIFY_CACHE_MAX_AGE_MS } from '../src/auth/verify-cache.js'
+import { cacheVerifications } from '../src/auth/verify-cache.js'
 import { BrokerError } from '../src/errors.js'
 import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM, USER_A, tokenFor } from './helpers.js'
 
@@ -71,17 +71,41 @@ t.test('tokens not yet valid, already expired or without exp are never cached', 
   }
 })
 
-t.test('a verification is reused for at most the maximum age, even if exp is far away', async t => {
+t.test('a verification is reused until exp while the keys are unchanged, and not once they change', async t => {
   let now = T0
+  let version: number | undefined = 1
   const inner = counting(() => ({ exp: T0 / S + 24 * 3600 }))
-  const verify = cacheVerifications(inner.verify, { now: () => now })
+  const verify = cacheVerifications(inner.verify, { now: () => now, keysVersion: () => version })
   await verify('token')
-  now = T0 + VERIFY_CACHE_MAX_AGE_MS - 1
+  now = T0 + 24 * 3600 * S - 1
   await verify('token')
-  t.equal(inner.calls(), 1)
-  now = T0 + VERIFY_CACHE_MAX_AGE_MS
+  t.equal(inner.calls(), 1, 'one verification for a token presented all day')
+
+  version = 2
   await verify('token')
-  t.equal(inner.calls(), 2)
+  t.equal(inner.calls(), 2, 'different keys (one withdrawn, say): verified again')
+  await verify('token')
+  t.equal(inner.calls(), 2, 'and then reused under the new keys')
+
+  version = undefined
+  await verify('token')
+  await verify('token')
+  t.equal(inner.calls(), 4, 'no keys to verify with: every request goes to the verifier, which decides')
+  version = 2
+  await verify('token')
+  t.equal(inner.calls(), 4, 'what was verified under the current keys still serves')
+})
+
+t.test('the keys version is read before verifying: keys that change meanwhile leave the entry stale', async t => {
+  let version = 1
+  const inner = counting(() => {
+    version = 2 // a key set fetched while this token was being verified
+    return { exp: T0 / S + 600 }
+  })
+  const verify = cacheVerifications(inner.verify, { now: () => T0, keysVersion: () => version })
+  await verify('token')
+  await verify('token')
+  t.equal(inner.calls(), 2, 'verified again under the keys now in force')
 })
 
 t.test('failures are not cached', async t => {

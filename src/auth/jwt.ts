@@ -3,6 +3,7 @@ import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache,
 import type { FastifyBaseLogger } from 'fastify'
 import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
+import type { KeysVersion } from './verify-cache.js'
 
 export type JwtVerifier = (token: string) => Promise<JWTPayload>
 
@@ -20,7 +21,7 @@ function unauthenticated (detail: string, cause?: unknown): BrokerError {
 /** The identity provider's key set could not be fetched (down, an error status, not a key set). */
 class KeySetUnavailable extends Error {}
 
-interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: KeySourceReady }
+interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: KeySourceReady, keysVersion?: KeysVersion }
 
 /**
  * While the key set cannot be fetched (the identity provider is down), the last one fetched
@@ -118,7 +119,31 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
       throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
     }
   }
-  return { key, ready }
+  // For the verify cache: a refetch that brings the same keys keeps the version, so cached
+  // verifications outlive it; different keys (one withdrawn, one added) end them all.
+  let version = 0
+  let versionedUat: number | undefined
+  let versionedText: string | undefined
+  const keysVersion: KeysVersion = () => {
+    const { uat, jwks } = fetched
+    if (uat === undefined) return undefined
+    if (!keySet.fresh) {
+      // Too old to stand in: nothing verified with it is honoured (the verifier answers 503).
+      if (Date.now() - uat >= STALE_KEY_SET_MAX_MS) return undefined
+      // Past its cache age: fetched again even when every request is answered from the cache.
+      refreshInBackground()
+    }
+    if (uat !== versionedUat) {
+      versionedUat = uat
+      const text = JSON.stringify(jwks)
+      if (text !== versionedText) {
+        versionedText = text
+        version++
+      }
+    }
+    return version
+  }
+  return { key, ready, keysVersion }
 }
 
 function keyFor (config: JwtConfig, log: FastifyBaseLogger | undefined): KeySource {
@@ -160,8 +185,8 @@ async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerif
  * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
  * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
  */
-export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger } = {}): JwtVerifier & { ready?: KeySourceReady } {
-  const { key, ready } = keyFor(config, options.log)
+export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger } = {}): JwtVerifier & { ready?: KeySourceReady, keysVersion?: KeysVersion } {
+  const { key, ready, keysVersion } = keyFor(config, options.log)
   async function verify (token: string): Promise<JWTPayload> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
     try {
@@ -182,5 +207,5 @@ export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBa
       throw unauthenticated('The session token is invalid.', err)
     }
   }
-  return ready === undefined ? verify : Object.assign(verify, { ready })
+  return Object.assign(verify, ready === undefined ? {} : { ready }, keysVersion === undefined ? {} : { keysVersion })
 }

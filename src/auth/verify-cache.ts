@@ -5,53 +5,58 @@ import type { JwtVerifier } from './jwt.js'
 
 /** Bounds the cache: about 0.5 KB per entry. */
 export const VERIFY_CACHE_ENTRIES = 10_000
-/**
- * A verification is reused for at most this long, so a key withdrawn from the JWKS stops being
- * honoured soon after the key set is fetched again (jose keeps a fetched set for up to 10
- * minutes; while it cannot be fetched, the last one stands in: see jwt.ts).
- */
-export const VERIFY_CACHE_MAX_AGE_MS = 60_000
 /** Longer tokens are refused by the verifier anyway; they are not hashed for a lookup. */
 const MAX_CACHED_TOKEN_LENGTH = 8192
 
-interface Verified { claims: JWTPayload, until: number, notBefore: number }
+/**
+ * Which keys tokens are verified with now: a number that changes when they change (a key set
+ * fetched with different keys), or undefined while there are none to verify with.
+ */
+export type KeysVersion = () => number | undefined
+
+interface Verified { claims: JWTPayload, until: number, notBefore: number, keysVersion: number }
 
 export interface VerifyCacheOptions {
   /** Milliseconds since the epoch: the same time the verifier checks `exp` and `nbf` against. */
   now?: () => number
   maxEntries?: number
-  maxAgeMs?: number
+  /** Absent: the keys never change while the process runs (a fixed public key or secret). */
+  keysVersion?: KeysVersion
 }
 
 /**
  * Remembers successful verifications, so a JWT presented again skips the RSA/EC signature check
  * (the costliest step of a token request). Signature, algorithm, `iss` and `aud` depend only on
- * the exact token and the fixed configuration, so they hold for as long as the entry lives; the
- * time checks are redone on every hit: an entry serves only while now is before `exp` (without
- * the clock tolerance: a token in its grace period is verified in full every time), at or after
- * `nbf`, and within VERIFY_CACHE_MAX_AGE_MS. Failures are never cached. Keys are SHA-256 digests,
+ * the exact token, the fixed configuration and the keys, so they hold for as long as the keys
+ * are unchanged: an entry serves only while the keys' version is the one it was verified under,
+ * so a key withdrawn from the identity provider's key set stops being honoured as soon as the
+ * set without it is fetched. The time checks are redone on every hit: an entry serves only while
+ * now is before `exp` (without the clock tolerance: a token in its grace period is verified in
+ * full every time) and at or after `nbf`. Failures are never cached. Keys are SHA-256 digests,
  * so the cache holds no credentials.
  */
 export function cacheVerifications (verify: JwtVerifier, options: VerifyCacheOptions = {}): JwtVerifier {
   const now = options.now ?? Date.now
-  const maxAgeMs = options.maxAgeMs ?? VERIFY_CACHE_MAX_AGE_MS
+  const keysVersion: KeysVersion = options.keysVersion ?? (() => 0)
   const cache = new LRUCache<string, Verified>({ max: options.maxEntries ?? VERIFY_CACHE_ENTRIES })
 
   return async function verifyCached (token) {
-    if (token.length > MAX_CACHED_TOKEN_LENGTH) return await verify(token)
+    // Read before verifying: keys that change meanwhile leave the entry stale, never the reverse.
+    const version = keysVersion()
+    if (token.length > MAX_CACHED_TOKEN_LENGTH || version === undefined) return await verify(token)
     const key = hash('sha256', token, 'base64')
     const hit = cache.get(key)
     if (hit !== undefined) {
       const at = now()
-      if (at < hit.until && at >= hit.notBefore) return hit.claims
+      if (hit.keysVersion === version && at < hit.until && at >= hit.notBefore) return hit.claims
       cache.delete(key)
     }
     const claims = Object.freeze(await verify(token))
     const at = now()
     // `exp` is required by the verifier; without a numeric one nothing is cached.
-    const until = typeof claims.exp === 'number' ? Math.min(claims.exp * 1000, at + maxAgeMs) : -Infinity
+    const until = typeof claims.exp === 'number' ? claims.exp * 1000 : -Infinity
     const notBefore = typeof claims.nbf === 'number' ? claims.nbf * 1000 : -Infinity
-    if (at < until && at >= notBefore) cache.set(key, { claims, until, notBefore })
+    if (at < until && at >= notBefore) cache.set(key, { claims, until, notBefore, keysVersion: version })
     return claims
   }
 }
