@@ -213,7 +213,8 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'a user signed in before is served')
   await until('the background fetch to fail', () => unavailable().length === 1)
   t.equal(jwks.state.fetches, 2, 'after one failed fetch')
-  t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is a new sign-in with a known key')
+  const signedInDuringOutage = await signed(USER_B)
+  t.equal((await ask(app, CHECKOUT, signedInDuringOutage)).statusCode, 200, 'and so is a new sign-in with a known key')
   t.equal(jwks.state.fetches, 2, 'the next requests do not each try a fetch')
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503, 'not ready (SPEC §2: every configured dependency answers), though tokens are still served')
@@ -237,12 +238,14 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   shift = STALE_KEY_SET_MAX_MS + 1000
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
   t.equal(jwks.state.fetches, 5, 'once the last set is too old to stand in, requests are refused')
+  assertProblem(t, await ask(app, RECIPIENTS, signedInDuringOutage), 503, 'auth_unavailable')
+  t.equal(jwks.state.fetches, 6, 'a token verified with it earlier too: its verification is not reused, and with no keys left each request tries a fetch')
   t.match(logs.lines().findLast(l => l.code === 'auth_unavailable'), { cause: { message: 'the JWKS could not be fetched', cause: { message: String } } }, 'logged with the fetch\'s own failure')
 
   jwks.state.failWith = undefined
   shift += KEY_SET_RETRY_MS
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'served again once the set can be fetched')
-  t.equal(jwks.state.fetches, 6)
+  t.equal(jwks.state.fetches, 7)
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again')
   t.equal(emulator.control.minted.length, 5, 'a token for each request served, none for the refused')
   t.equal(unavailable().length, 1, 'still one warning: the outage never ended')

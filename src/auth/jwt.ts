@@ -129,7 +129,7 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
     if (uat === undefined) return undefined
     if (!keySet.fresh) {
       // Too old to stand in: nothing verified with it is honoured (the verifier answers 503).
-      if (Date.now() - uat >= STALE_KEY_SET_MAX_MS) return undefined
+      if (lastKnownKeys() === undefined) return undefined
       // Past its cache age: fetched again even when every request is answered from the cache.
       refreshInBackground()
     }
