@@ -1,12 +1,13 @@
 import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
 import type { FastifyInstance } from 'fastify'
 import { ManualClock } from '../src/clock.js'
-import { STALE_KEY_SET_MAX_MS, KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
-import { USER_A, USER_B, assertProblem, buildTestApp, tokenFor, until } from './helpers.js'
+import { createJwtVerifier, STALE_KEY_SET_MAX_MS, KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
+import { AUDIENCE, ISSUER, USER_A, USER_B, assertProblem, buildTestApp, tokenFor, until } from './helpers.js'
 
 /**
  * AUTH_MODE=jwt with AUTH_JWKS_URL: keys come from the identity provider's key set, which is
@@ -271,7 +272,10 @@ t.test('past its cache age the key set is fetched again in the background: no si
   // A key the set lacks may be a new one: that request waits for the fetch, and the new set verifies it.
   const rotated = await signingKey('key-2')
   jwks.state.keys = [key.jwk, rotated.jwk]
-  const pending = ask(app, RECIPIENTS, await signed(USER_B, rotated))
+  let settled = false
+  const pending = ask(app, RECIPIENTS, await signed(USER_B, rotated)).finally(() => { settled = true })
+  await sleep(200)
+  t.equal(settled, false, 'a kid the set lacks waits for the fetch')
   jwks.release()
   t.equal((await pending).statusCode, 200, 'a new kid is verified with the set fetched')
   t.equal(jwks.state.fetches, 2, 'one fetch for all of them')
@@ -305,6 +309,63 @@ t.test('verifications are reused while the key set is unchanged; a key withdrawn
   t.equal((await ask(app, CHECKOUT, keptToken)).statusCode, 200, 'a token signed with a key still published is served')
   t.equal(jwks.state.fetches, 2, 'no fetch per request')
   t.same(emulator.control.minted.map(m => [m.kind, m.userId]), [['recipient', USER_A], ['recipient', USER_B], ['checkout', USER_B], ['checkout', USER_A]])
+})
+
+t.test('a key added, used and withdrawn again between two requests: its token is refused once the set without it is fetched', async t => {
+  const first = await signingKey('key-1')
+  const added = await signingKey('key-2')
+  const jwks = await startJwksServer(t, [first.jwk])
+  const { app } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: first.privateKey, kid: first.kid }))).statusCode, 200)
+
+  // The provider publishes a key and signs with it: its first token gets the set fetched again.
+  jwks.state.keys = [first.jwk, added.jwk]
+  const realNow = Date.now.bind(Date)
+  let shift = 31_000 // past jose's 30 s cooldown between refetches for an unknown kid
+  t.capture(Date, 'now', () => realNow() + shift)
+  const addedToken = await tokenFor(USER_B, {}, { key: added.privateKey, kid: added.kid })
+  t.equal((await ask(app, RECIPIENTS, addedToken)).statusCode, 200)
+  t.equal(jwks.state.fetches, 2)
+
+  // It withdraws the key: the set is the first one again, fetched by a readiness probe alone.
+  jwks.state.keys = [first.jwk]
+  shift += 11 * 60_000
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
+  t.equal(jwks.state.fetches, 3)
+  assertProblem(t, await ask(app, RECIPIENTS, addedToken), 401, 'unauthenticated')
+})
+
+t.test('the key set\'s version: a refetch of the same keys keeps it, any change of keys ends it', async t => {
+  const key = await signingKey('key-1')
+  const other = await signingKey('key-2')
+  const jwks = await startJwksServer(t, [key.jwk])
+  const verifier = createJwtVerifier({ key: { kind: 'jwks', url: jwks.url }, algorithms: ['RS256'], issuer: ISSUER, audience: AUDIENCE, clockToleranceS: 30 })
+  const { keysVersion, ready } = verifier
+  if (keysVersion === undefined || ready === undefined) throw new Error('a key set has a version and a readiness')
+  t.equal(keysVersion(), undefined, 'nothing fetched yet: nothing to reuse')
+  const realNow = Date.now.bind(Date)
+  let shift = 0
+  t.capture(Date, 'now', () => realNow() + shift)
+  const fetchAfterCacheAge = async (): Promise<void> => {
+    shift += 11 * 60_000
+    const fetches = jwks.state.fetches
+    t.equal(await ready(), true)
+    t.equal(jwks.state.fetches, fetches + 1)
+  }
+
+  t.equal(await ready(), true)
+  const initial = keysVersion()
+  t.type(initial, 'number')
+  await fetchAfterCacheAge()
+  t.equal(keysVersion(), initial, 'the same keys fetched again: what was verified with them stands')
+  jwks.state.keys = [key.jwk, other.jwk]
+  await fetchAfterCacheAge()
+  const withOther = keysVersion()
+  t.not(withOther, initial, 'a key added')
+  jwks.state.keys = [key.jwk]
+  await fetchAfterCacheAge()
+  t.not(keysVersion(), withOther, 'a key withdrawn')
+  t.not(keysVersion(), initial, 'back to the first keys is a change too: what was verified in between no longer stands')
 })
 
 t.test('readiness: the key set is a configured dependency', async t => {

@@ -224,11 +224,11 @@ export function spawnServer (t: TestContext, env: Record<string, string | undefi
   return { child, exited, stdout: () => stdout, stderr: () => stderr }
 }
 
-/** Polls `condition` every 20 ms until it holds; fails with `what` after `timeoutMs`. */
+/** Polls `condition` every 20 ms until it holds; fails with `what` after `timeoutMs` (of real time: tests move Date.now). */
 export async function until (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
+  const deadline = performance.now() + timeoutMs
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(20)
   }
 }

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type ExportedJWKSCache, type JWKSCacheInput, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JSONWebKeySet, type JWKSCacheInput, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
 import type { FastifyBaseLogger } from 'fastify'
 import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
@@ -29,17 +29,46 @@ interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: Key
  * once jose's 10-minute cache age has passed. No fetch could tell of a withdrawn key meanwhile.
  */
 export const STALE_KEY_SET_MAX_MS = 24 * 60 * 60_000
-/** While fetches fail, one is tried at most this often; the requests in between do not wait for one. */
+/**
+ * While fetches fail, one is tried at most this often, and the requests in between use the last
+ * set fetched without waiting (with no set to use, each request tries a fetch).
+ */
 export const KEY_SET_RETRY_MS = 30_000
 
+/**
+ * Where jose writes each key set it fetches (`jwks`), with when it fetched it (`uat`). Each set
+ * gets its version as it is written: a new one when its keys differ from the set before. The
+ * verify cache's entries belong to the version they were verified under, so versioning each
+ * write (not the set found when next looked at) also ends what was verified with a key that came
+ * and went between two looks.
+ */
+class FetchedKeySet {
+  uat: number | undefined = undefined
+  version = 0
+  #jwks: JSONWebKeySet | undefined = undefined
+  #text: string | undefined = undefined
+
+  get jwks (): JSONWebKeySet | undefined {
+    return this.#jwks
+  }
+
+  set jwks (jwks: JSONWebKeySet | undefined) {
+    const text = JSON.stringify(jwks)
+    if (text !== this.#text) {
+      this.#text = text
+      this.version++
+    }
+    this.#jwks = jwks
+  }
+}
+
 function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySource {
-  // jose writes each fetched set here, with when it was fetched (`uat`).
-  const cache: JWKSCacheInput = {}
-  const fetched = cache as Partial<ExportedJWKSCache>
+  const fetched = new FetchedKeySet()
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
-  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: cache })
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput })
   let lastKnown: { uat: number, keys: JWTVerifyGetKey } | undefined
   let failedAt = -Infinity
+  const recentlyFailed = (): boolean => Date.now() - failedAt < KEY_SET_RETRY_MS
 
   /** The last key set fetched, while it may stand in for one that cannot be fetched. */
   function lastKnownKeys (): JWTVerifyGetKey | undefined {
@@ -72,8 +101,7 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
     }
   }
 
-  // Ready while the fetched set is within its cache age (what verification uses without a
-  // fetch), or when it can be fetched now. Not while the last one only stands in: SPEC §2 wants
+  // Ready while the fetched set is within its cache age, or when it can be fetched now. Not while the last one only stands in: SPEC §2 wants
   // every configured dependency to answer, and an outage of the identity provider is news for
   // whoever watches readiness, even while the broker rides it out.
   const ready: KeySourceReady = async () => {
@@ -93,20 +121,20 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
    * fetch timeout when the provider does not answer, once per KEY_SET_RETRY_MS.
    */
   function refreshInBackground (): void {
-    if (keySet.reloading || Date.now() - failedAt < KEY_SET_RETRY_MS) return
+    if (keySet.reloading || recentlyFailed()) return
     keySet.reload().catch((err: unknown) => { fetchFailed(err) })
   }
   const key: JWTVerifyGetKey = async (header, token) => {
     const standIn = keySet.fresh ? undefined : lastKnownKeys()
     if (standIn !== undefined) {
       refreshInBackground()
+      // A fetch failed moments ago: waiting would only be for another failure.
+      if (recentlyFailed()) return await withLastKnown(standIn, header, token)
       try {
         return await standIn(header, token)
       } catch (err) {
+        // A `kid` the last set lacks may be a new key: wait for the set below.
         if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
-        // A `kid` the last set lacks may be a new key: wait for the set below, unless a fetch
-        // failed moments ago (the caller would only wait for another failure).
-        if (Date.now() - failedAt < KEY_SET_RETRY_MS) throw new KeySetUnavailable('no key for the token in the last key set fetched', { cause: err })
       }
     }
     try {
@@ -121,27 +149,16 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
   }
   // For the verify cache: a refetch that brings the same keys keeps the version, so cached
   // verifications outlive it; different keys (one withdrawn, one added) end them all.
-  let version = 0
-  let versionedUat: number | undefined
-  let versionedText: string | undefined
   const keysVersion: KeysVersion = () => {
-    const { uat, jwks } = fetched
-    if (uat === undefined) return undefined
+    if (fetched.uat === undefined) return undefined
     if (!keySet.fresh) {
-      // Too old to stand in: nothing verified with it is honoured (the verifier answers 503).
+      // Too old to stand in: nothing verified with it is honoured (the verifier fetches the set
+      // again, or answers 503).
       if (lastKnownKeys() === undefined) return undefined
       // Past its cache age: fetched again even when every request is answered from the cache.
       refreshInBackground()
     }
-    if (uat !== versionedUat) {
-      versionedUat = uat
-      const text = JSON.stringify(jwks)
-      if (text !== versionedText) {
-        versionedText = text
-        version++
-      }
-    }
-    return version
+    return fetched.version
   }
   return { key, ready, keysVersion }
 }
