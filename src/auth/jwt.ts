@@ -101,9 +101,10 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
     }
   }
 
-  // Ready while the fetched set is within its cache age, or when it can be fetched now. Not while the last one only stands in: SPEC §2 wants
-  // every configured dependency to answer, and an outage of the identity provider is news for
-  // whoever watches readiness, even while the broker rides it out.
+  // Ready while the fetched set is within its cache age, or when it can be fetched now. Not
+  // while the last one only stands in: SPEC §2 wants every configured dependency to answer, and
+  // an outage of the identity provider is news for whoever watches readiness, even while the
+  // broker rides it out.
   const ready: KeySourceReady = async () => {
     if (keySet.fresh) return true
     try {
