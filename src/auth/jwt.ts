@@ -47,6 +47,7 @@ class FetchedKeySet {
   version = 0
   #jwks: JSONWebKeySet | undefined = undefined
   #text: string | undefined = undefined
+  #keys: JWTVerifyGetKey | undefined = undefined
 
   get jwks (): JSONWebKeySet | undefined {
     return this.#jwks
@@ -59,6 +60,13 @@ class FetchedKeySet {
       this.version++
     }
     this.#jwks = jwks
+    this.#keys = undefined
+  }
+
+  /** The set as a key source of its own, made when first needed after each write. */
+  keys (): JWTVerifyGetKey | undefined {
+    if (this.#keys === undefined && this.#jwks !== undefined) this.#keys = createLocalJWKSet(this.#jwks)
+    return this.#keys
   }
 }
 
@@ -66,16 +74,13 @@ function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): KeySour
   const fetched = new FetchedKeySet()
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
   const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput })
-  let lastKnown: { uat: number, keys: JWTVerifyGetKey } | undefined
   let failedAt = -Infinity
   const recentlyFailed = (): boolean => Date.now() - failedAt < KEY_SET_RETRY_MS
 
   /** The last key set fetched, while it may stand in for one that cannot be fetched. */
   function lastKnownKeys (): JWTVerifyGetKey | undefined {
-    const { uat, jwks } = fetched
-    if (uat === undefined || jwks === undefined || Date.now() - uat >= STALE_KEY_SET_MAX_MS) return undefined
-    if (lastKnown?.uat !== uat) lastKnown = { uat, keys: createLocalJWKSet(jwks) }
-    return lastKnown.keys
+    const { uat } = fetched
+    return uat === undefined || Date.now() - uat >= STALE_KEY_SET_MAX_MS ? undefined : fetched.keys()
   }
 
   function fetchFailed (err: unknown): JWTVerifyGetKey | undefined {
