@@ -67,6 +67,22 @@ async function ask (app: FastifyInstance, url: string, token: string) {
   return await app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}` } })
 }
 
+/**
+ * Date.now, moved by hand: jose's cache age and refetch cooldown and the stand-in key set's age
+ * read it. Token lifetimes are checked against `new Date()`, which this does not touch.
+ */
+function moveDateNow (t: Test): { by: (ms: number) => void, to: (ms: number) => void } {
+  const realNow = Date.now.bind(Date)
+  let shift = 0
+  t.capture(Date, 'now', () => realNow() + shift)
+  return { by: ms => { shift += ms }, to: ms => { shift = ms } }
+}
+
+/** The warnings that the key set cannot be fetched (one per outage). */
+function outageWarnings (logs: { lines: () => Array<Record<string, unknown>> }): Array<Record<string, unknown>> {
+  return logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
+}
+
 t.test('a token whose kid is in the key set is accepted; the set is fetched once and cached', async t => {
   const key = await signingKey('key-2026-01')
   const jwks = await startJwksServer(t, [key.jwk])
@@ -93,12 +109,9 @@ t.test('key rotation: a new kid is picked up by refetching the key set', async t
 
   // The identity provider publishes the new key and starts signing with it. The broker's key
   // cache refetches on an unknown kid at most every 30 s (so a stream of made-up kids cannot
-  // make it hammer the provider); jose reads that cooldown from Date.now, so the test moves
-  // Date.now past it rather than sleeping. Token lifetimes are checked against `new Date()`,
-  // which this does not touch.
+  // make it hammer the provider); the test moves Date.now past that cooldown rather than sleeping.
   jwks.state.keys = [oldKey.jwk, newKey.jwk]
-  const realNow = Date.now.bind(Date)
-  t.capture(Date, 'now', () => realNow() + 31_000)
+  moveDateNow(t).by(31_000)
 
   const rotated = await ask(app, CHECKOUT, await tokenFor(USER_A, {}, { key: newKey.privateKey, kid: newKey.kid }))
   t.equal(rotated.statusCode, 200, 'a token signed with the new key is accepted')
@@ -204,13 +217,11 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200)
   t.equal(jwks.state.fetches, 1)
 
-  // The identity provider goes down; jose's 10-minute cache age passes (jose and the verify
-  // cache read Date.now; token lifetimes are checked against `new Date()`, untouched).
+  // The identity provider goes down; jose's 10-minute cache age passes.
   jwks.state.failWith = 503
-  const realNow = Date.now.bind(Date)
-  let shift = 11 * 60_000
-  t.capture(Date, 'now', () => realNow() + shift)
-  const unavailable = (): Array<Record<string, unknown>> => logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable')
+  const clock = moveDateNow(t)
+  clock.by(11 * 60_000)
+  const unavailable = (): Array<Record<string, unknown>> => outageWarnings(logs)
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'a user signed in before is served')
   await until('the background fetch to fail', () => unavailable().length === 1)
   t.equal(jwks.state.fetches, 2, 'after one failed fetch')
@@ -231,12 +242,12 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A, rotated, rotated.kid)), 503, 'auth_unavailable')
   t.equal(jwks.state.fetches, 3, 'an unknown kid is not the caller\'s fault while the set cannot be fetched')
 
-  shift += KEY_SET_RETRY_MS
+  clock.by(KEY_SET_RETRY_MS)
   t.equal((await ask(app, RECIPIENTS, await signed(USER_B))).statusCode, 200)
   await until('the next fetch', () => jwks.state.fetches === 4)
   t.pass('a fetch is tried again every 30 s')
 
-  shift = STALE_KEY_SET_MAX_MS + 1000
+  clock.to(STALE_KEY_SET_MAX_MS + 1000)
   assertProblem(t, await ask(app, RECIPIENTS, await signed(USER_A)), 503, 'auth_unavailable')
   t.equal(jwks.state.fetches, 5, 'once the last set is too old to stand in, requests are refused')
   assertProblem(t, await ask(app, RECIPIENTS, signedInDuringOutage), 503, 'auth_unavailable')
@@ -244,7 +255,7 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   t.match(logs.lines().findLast(l => l.code === 'auth_unavailable'), { cause: { message: 'the JWKS could not be fetched', cause: { message: String } } }, 'logged with the fetch\'s own failure')
 
   jwks.state.failWith = undefined
-  shift += KEY_SET_RETRY_MS
+  clock.by(KEY_SET_RETRY_MS)
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'served again once the set can be fetched')
   t.equal(jwks.state.fetches, 7)
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again')
@@ -263,8 +274,7 @@ t.test('past its cache age the key set is fetched again in the background: no si
 
   // The provider stops answering (no error, no timeout yet); jose's 10-minute cache age passes.
   jwks.state.hold = true
-  const realNow = Date.now.bind(Date)
-  t.capture(Date, 'now', () => realNow() + 11 * 60_000)
+  moveDateNow(t).by(11 * 60_000)
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'answered with the set it has')
   await until('the background fetch to reach the provider', () => jwks.state.held.length === 1)
   t.equal((await ask(app, CHECKOUT, await signed(USER_B))).statusCode, 200, 'and so is the next sign-in, while the fetch is unanswered')
@@ -280,10 +290,10 @@ t.test('past its cache age the key set is fetched again in the background: no si
   t.equal((await pending).statusCode, 200, 'a new kid is verified with the set fetched')
   t.equal(jwks.state.fetches, 2, 'one fetch for all of them')
   t.same(emulator.control.minted.map(m => m.userId), [USER_A, USER_A, USER_B, USER_B])
-  t.equal(logs.lines().filter(l => (l.auth as { jwks?: string } | undefined)?.jwks === 'unavailable').length, 0, 'no outage was reported')
+  t.equal(outageWarnings(logs).length, 0, 'no outage was reported')
 })
 
-t.test('verifications are reused while the key set is unchanged; a key withdrawn stops being honoured once the set without it is fetched', async t => {
+t.test('cache hits alone get a stale key set fetched again; a key withdrawn stops being honoured once the set without it is fetched', async t => {
   const kept = await signingKey('key-kept')
   const withdrawn = await signingKey('key-withdrawn')
   const jwks = await startJwksServer(t, [kept.jwk, withdrawn.jwk])
@@ -297,8 +307,7 @@ t.test('verifications are reused while the key set is unchanged; a key withdrawn
   // The identity provider withdraws a key. Past the set's cache age, requests whose tokens were
   // verified before are still answered, and they alone get the set fetched again.
   jwks.state.keys = [kept.jwk]
-  const realNow = Date.now.bind(Date)
-  t.capture(Date, 'now', () => realNow() + 11 * 60_000)
+  moveDateNow(t).by(11 * 60_000)
   t.equal((await ask(app, CHECKOUT, withdrawnToken)).statusCode, 200, 'answered while the set is fetched again')
   await until('the key set to be fetched again', () => jwks.state.fetches === 2)
   // Readiness joins the fetch under way: once it answers, the new set is the one in use.
@@ -320,16 +329,15 @@ t.test('a key added, used and withdrawn again between two requests: its token is
 
   // The provider publishes a key and signs with it: its first token gets the set fetched again.
   jwks.state.keys = [first.jwk, added.jwk]
-  const realNow = Date.now.bind(Date)
-  let shift = 31_000 // past jose's 30 s cooldown between refetches for an unknown kid
-  t.capture(Date, 'now', () => realNow() + shift)
+  const clock = moveDateNow(t)
+  clock.by(31_000) // past jose's 30 s cooldown between refetches for an unknown kid
   const addedToken = await tokenFor(USER_B, {}, { key: added.privateKey, kid: added.kid })
   t.equal((await ask(app, RECIPIENTS, addedToken)).statusCode, 200)
   t.equal(jwks.state.fetches, 2)
 
   // It withdraws the key: the set is the first one again, fetched by a readiness probe alone.
   jwks.state.keys = [first.jwk]
-  shift += 11 * 60_000
+  clock.by(11 * 60_000)
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
   t.equal(jwks.state.fetches, 3)
   assertProblem(t, await ask(app, RECIPIENTS, addedToken), 401, 'unauthenticated')
@@ -343,11 +351,9 @@ t.test('the key set\'s version: a refetch of the same keys keeps it, any change 
   const { keysVersion, ready } = verifier
   if (keysVersion === undefined || ready === undefined) throw new Error('a key set has a version and a readiness')
   t.equal(keysVersion(), undefined, 'nothing fetched yet: nothing to reuse')
-  const realNow = Date.now.bind(Date)
-  let shift = 0
-  t.capture(Date, 'now', () => realNow() + shift)
+  const clock = moveDateNow(t)
   const fetchAfterCacheAge = async (): Promise<void> => {
-    shift += 11 * 60_000
+    clock.by(11 * 60_000)
     const fetches = jwks.state.fetches
     t.equal(await ready(), true)
     t.equal(jwks.state.fetches, fetches + 1)

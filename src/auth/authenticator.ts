@@ -64,7 +64,7 @@ function tokenFrom (request: FastifyRequest, cookieName: string | undefined): st
 export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier, log?: FastifyBaseLogger }): Authenticator {
   // Each distinct JWT is verified once and remembered until its `exp` while the keys are unchanged (see verify-cache.ts).
   const verifier = options.verify === undefined ? createJwtVerifier(jwt, { ...(options.log === undefined ? {} : { log: options.log }) }) : undefined
-  const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier, verifier.keysVersion === undefined ? {} : { keysVersion: verifier.keysVersion })
+  const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier, { keysVersion: verifier.keysVersion })
   return {
     ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
     credentialSource: request => presented(request, options.cookieName)?.source,

@@ -21,7 +21,7 @@ export interface VerifyCacheOptions {
   now?: () => number
   maxEntries?: number
   /** Absent: the keys never change while the process runs (a fixed public key or secret). */
-  keysVersion?: KeysVersion
+  keysVersion?: KeysVersion | undefined
 }
 
 /**
