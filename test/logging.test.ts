@@ -80,6 +80,18 @@ t.test('stdout: batched lines are all written when the process exits at once', a
   t.same(out.trim().split('\n').map(l => (JSON.parse(l) as { i: number }).i), [0, 1, 2])
 })
 
+t.test('stdout: lines over many batches come out whole and in order', async t => {
+  const out = await childStdout(`
+    import { createLogger } from './src/logging.ts'
+    const log = createLogger('info')
+    for (let i = 0; i < 500; i++) log.info({ i, text: 'é'.repeat(i % 90) }, 'line')
+    setTimeout(() => process.exit(0), 20)
+  `)
+  const lines = out.trim().split('\n').map(l => JSON.parse(l) as { i: number, text: string })
+  t.same(lines.map(l => l.i), Array.from({ length: 500 }, (_, i) => i))
+  t.ok(lines.every(l => l.text === 'é'.repeat(l.i % 90)), 'multi-byte text intact across batch boundaries')
+})
+
 t.test('stdout: a quiet logger still writes its last line within a second', async t => {
   const out = await childStdout(`
     import { createLogger } from './src/logging.ts'

@@ -41,12 +41,42 @@ const DEFAULT_429_BLOCK_MS = 60_000
  */
 export const MAX_BLOCK_MS = 24 * 60 * 60 * 1000
 
+/**
+ * One entry of a comma-separated header, as `Number()` reads it, except that an empty (or blank)
+ * entry is NaN: a window with nothing left must be told, not inferred. Plain digits, the form
+ * Mangopay sends, are read in place; anything else goes to `Number()`.
+ */
+function entry (text: string, start: number, end: number): number {
+  while (start < end && text.charCodeAt(start) === 32) start++
+  while (end > start && text.charCodeAt(end - 1) === 32) end--
+  // Up to 15 digits: exactly representable, so the sum below is exactly what Number() reads.
+  if (end > start && end - start <= 15) {
+    let value = 0
+    let i = start
+    for (; i < end; i++) {
+      const digit = text.charCodeAt(i) - 48
+      if (digit < 0 || digit > 9) break
+      value = value * 10 + digit
+    }
+    if (i === end) return value
+  }
+  const raw = text.slice(start, end)
+  return raw.trim() === '' ? Number.NaN : Number(raw)
+}
+
+/** A header's comma-separated numbers (one per window), read without splitting it into strings. */
 function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
   if (text === undefined || text.trim() === '') return []
-  // Number() ignores the whitespace around a value, but reads an empty entry as 0 (a window
-  // with nothing left): an empty entry is malformed, and skipped like any other.
-  return text.split(',').map(value => value.trim() === '' ? Number.NaN : Number(value))
+  const values: number[] = []
+  let start = 0
+  for (;;) {
+    const comma = text.indexOf(',', start)
+    const end = comma === -1 ? text.length : comma
+    values.push(entry(text, start, end))
+    if (comma === -1) return values
+    start = comma + 1
+  }
 }
 
 const usable = (value: number | undefined): value is number => value !== undefined && Number.isFinite(value) && value >= 0

@@ -6,7 +6,7 @@ import type { Authenticator } from '../auth/authenticator.js'
 import { checkCsrf } from '../auth/csrf.js'
 import { selectMangopayUser, type Session } from '../auth/session.js'
 import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/client.js'
-import type { Clock } from '../clock.js'
+import { isoFormatter, type Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { withDeadline } from '../http/deadline.js'
 import { auditTokenIssued } from '../http/access-log.js'
@@ -67,6 +67,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
   const { client, lifecycle, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
   const environment = mangopay.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
+  const toIso = isoFormatter()
 
   function toResponse (token: EmbeddedToken, userId: string): TokenResponseBody {
     const expiresAtMs = token.issuedAt + token.expiresInS * 1000
@@ -74,7 +75,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
       clientToken: token.accessToken,
       tokenType: token.tokenType,
       expiresIn: Math.max(0, Math.floor((expiresAtMs - clock.now()) / 1000)),
-      expiresAt: new Date(expiresAtMs).toISOString(),
+      expiresAt: toIso(expiresAtMs),
       scope: token.scope,
       clientId: mangopay.clientId,
       userId,
