@@ -173,6 +173,10 @@ t.test('failed authentications: IPv6 addresses count per /64', async t => {
   t.equal((await from('2001:db8:1:2:ffff::9', 'nope')).statusCode, 401)
   t.equal((await from('2001:db8:1:2:abcd::1', await tokenFor(USER_A))).statusCode, 429, 'a new address in the same /64 is the same subscriber')
   t.equal((await from('2001:db8:1:3::1', await tokenFor(USER_A))).statusCode, 200, 'the next /64 is not')
+  t.equal((await from('::ffff:198.51.100.7', 'nope')).statusCode, 401)
+  t.equal((await from('::ffff:198.51.100.7', 'nope')).statusCode, 401)
+  t.equal((await from('198.51.100.7', await tokenFor(USER_A))).statusCode, 429, 'an IPv4-mapped address is its IPv4 one')
+  t.equal((await from('198.51.100.8', await tokenFor(USER_A))).statusCode, 200, 'and only that one')
 })
 
 /** Two bad attempts from 127.0.0.1 over a real socket, each claiming another client in X-Forwarded-For. */
