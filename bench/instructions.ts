@@ -23,8 +23,12 @@ import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say } from './
 const config = loadBenchConfig(process.env, join(ROOT, 'bench', 'RESULTS.md'))
 /** Distinct users: enough for every per-user path to be taken. */
 const USERS = integer(process.env, 'BENCH_INSTR_USERS', 500, 1)
-/** Requests before counting starts (at least one per user), with other users' JWTs. */
-const WARMUP = Math.max(integer(process.env, 'BENCH_INSTR_WARMUP', 6000, 1), USERS)
+/**
+ * Requests before counting starts (at least one per user), with other users' JWTs. After 6,000
+ * one build still ran code V8 had not optimised yet: its count held inline-cache misses and
+ * baseline-tier builtins, 16 k instructions more than after 20,000.
+ */
+const WARMUP = Math.max(integer(process.env, 'BENCH_INSTR_WARMUP', 20_000, 1), USERS)
 /** Requests counted per target: few enough to be counted well within the verify cache's age at callgrind's pace. */
 const REQUESTS = integer(process.env, 'BENCH_INSTR_REQUESTS', 1000, 1)
 /**

@@ -28,7 +28,7 @@ export class ManualClock implements Clock {
 
 const DAY_MS = 86_400_000
 /** 10000-01-01: from there on an ISO year has more than four digits. */
-const LAST_FOUR_DIGIT_YEAR_MS = 253_402_300_800_000
+const YEAR_10000_MS = 253_402_300_800_000
 
 const pad2 = (n: number): string => n < 10 ? `0${n}` : `${n}`
 const pad3 = (n: number): string => n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`
@@ -37,14 +37,14 @@ const pad3 = (n: number): string => n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n
  * `new Date(ms).toISOString()`, made cheaper: the date part is formatted once per UTC day (by
  * `toISOString` itself) and the time of day is plain arithmetic. V8 formats an ISO date through
  * snprintf, which costs more than a token response's other fields together. Each caller gets
- * its own formatter, so two callers a day apart (a token's expiry, a log line's time) do not
- * keep replacing each other's day.
+ * its own formatter, so two callers on different UTC days (a token's expiry, a log line's time)
+ * do not keep replacing each other's day.
  */
 export function isoFormatter (): (ms: number) => string {
   let dayStart = Number.NaN
   let datePart = ''
   return function toIso (ms) {
-    if (!Number.isInteger(ms) || ms < 0 || ms >= LAST_FOUR_DIGIT_YEAR_MS) return new Date(ms).toISOString()
+    if (!Number.isInteger(ms) || ms < 0 || ms >= YEAR_10000_MS) return new Date(ms).toISOString()
     const timeOfDay = ms % DAY_MS
     if (ms - timeOfDay !== dayStart) {
       dayStart = ms - timeOfDay

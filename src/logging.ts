@@ -65,7 +65,7 @@ export function censorLine (line: string): string {
   return `${JSON.stringify(parsed)}\n`
 }
 
-/** Log lines are written in batches of about this many bytes, and at least this often. */
+/** Log lines are written in batches of about this many characters, and at least this often. */
 const LOG_BATCH_CHARS = 4096
 const LOG_FLUSH_INTERVAL_MS = 250
 
@@ -91,7 +91,10 @@ class LineBatches implements DestinationStream {
     if (this.#chars >= LOG_BATCH_CHARS) this.#handOver()
   }
 
-  /** Writes what is collected (pino's `logger.flush()` lands here too). */
+  /**
+   * Writes what is collected (pino's `logger.flush()` lands here too). The write is synchronous,
+   * so a callback is called at once, with no error: a failed write is sonic-boom's 'error' event.
+   */
   flush (callback?: (err?: Error) => void): void {
     this.#handOver()
     if (callback !== undefined) this.#out.flush(callback)
@@ -124,7 +127,7 @@ function standardOutput (): DestinationStream {
     try {
       stdout.flushSync()
     } catch {
-      // stdout is gone (EPIPE): nothing left to write to.
+      // The destination is closed or was never opened: nothing left to write to.
     }
   })
   return stdout
