@@ -166,7 +166,7 @@ t.test('failed authentications: requests without any credential do not count aga
   assertProblem(t, await post(app, RECIPIENTS, {}), 429, 'rate_limited')
 })
 
-t.test('failed authentications: IPv6 addresses count per /64', async t => {
+t.test('failed authentications: IPv6 addresses count per /64, IPv4-mapped ones as their IPv4 address', async t => {
   const { app } = await buildTestApp(t, { env: { AUTH_FAILURE_LIMIT_MAX: '2' } })
   const from = async (remoteAddress: string, token: string) => await app.inject({ method: 'POST', url: RECIPIENTS, remoteAddress, headers: { authorization: `Bearer ${token}` } })
   t.equal((await from('2001:db8:1:2::1', 'nope')).statusCode, 401)
