@@ -5,27 +5,6 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() }
 
-/** A clock tests move by hand. */
-export class ManualClock implements Clock {
-  #now: number
-
-  constructor (start = Date.UTC(2026, 10, 28, 10, 0, 0)) {
-    this.#now = start
-  }
-
-  now (): number {
-    return this.#now
-  }
-
-  advance (ms: number): void {
-    this.#now += ms
-  }
-
-  set (ms: number): void {
-    this.#now = ms
-  }
-}
-
 const DAY_MS = 86_400_000
 /** 10000-01-01: from there on an ISO year has more than four digits. */
 const YEAR_10000_MS = 253_402_300_800_000

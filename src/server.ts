@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, shutdownGraceMs, type Config } from './config.js'
-import { createLogger } from './logging.js'
+import { ConfigError, loadConfig, shutdownGraceMs, type Config } from './config/index.js'
+import { createLogger } from './observability/logging.js'
 
 /**
  * The thin edge: the only module that reads process.env, listens, handles signals and exits.

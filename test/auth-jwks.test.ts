@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
 import type { FastifyInstance } from 'fastify'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { createJwtVerifier, STALE_KEY_SET_MAX_MS, KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
 import { AUDIENCE, ISSUER, USER_A, USER_B, assertProblem, buildTestApp, tokenFor, until } from './helpers.js'
 

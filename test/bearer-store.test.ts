@@ -1,6 +1,6 @@
 import t from 'tap'
 import { setImmediate as tick } from 'node:timers/promises'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { BrokerError } from '../src/errors.js'
 import {
   BearerStore, clampLifetime, HARD_MARGIN_MS, MAX_LIFETIME_S, MIN_LIFETIME_S, refreshAtFor, REFUSAL_MEMORY_MS, YOUNG_BEARER_MS,

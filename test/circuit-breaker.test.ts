@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitSettings, type CircuitTransition } from '../src/mangopay/circuit-breaker.js'
 import { buildTestApp, post, tokenFor, USER_A } from './helpers.js'
 

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, shutdownGraceMs, type Config } from '../src/config.js'
+import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, shutdownGraceMs, type Config } from '../src/config/index.js'
 import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM } from './helpers.js'
 import { createTestPki, type TestPki } from './tls-certs.js'
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../src/emulator/index.js'
 import { BoundedLog } from '../src/emulator/records.js'
 import { until } from './helpers.js'

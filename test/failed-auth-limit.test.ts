@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { FastifyRequest } from 'fastify'
-import { limitFailedAuthentications, MAX_WAITING_PER_ADDRESS, type FailedAuthLimit, type FailedAuthStanding } from '../src/auth/failed-auth-limit.js'
+import { limitFailedAuthentications, MAX_WAITING_PER_ADDRESS, type FailedAuthLimit, type FailedAuthStanding } from '../src/limits/failed-auth.js'
 import { BrokerError } from '../src/errors.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
 import type { Session } from '../src/auth/session.js'

@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { FastifyRequest } from 'fastify'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { ForwardAuthenticator } from '../src/auth/forward.js'
 import { assertProblem, buildTestApp, post, USER_A, USER_B, USER_C, type TestContext } from './helpers.js'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { API_KEY, assertProblem, buildTestApp } from './helpers.js'
 
 /**

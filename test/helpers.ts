@@ -8,8 +8,8 @@ import type { Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp, type AppDeps } from '../src/app.js'
-import { loadConfig, type Config } from '../src/config.js'
-import { createLogger } from '../src/logging.js'
+import { loadConfig, type Config } from '../src/config/index.js'
+import { createLogger } from '../src/observability/logging.js'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../src/emulator/index.js'
 
 /** The tap test object, as much of it as the helpers need. */

@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { AccessLog, auditTokenIssued, type TokenAudit } from '../src/http/access-log.js'
+import { AccessLog, auditTokenIssued, type TokenAudit } from '../src/observability/access-log.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CENSOR, censorLine, isoTime } from '../src/logging.js'
+import { CENSOR, censorLine, isoTime } from '../src/observability/logging.js'
 import { captureLogs } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -72,7 +72,7 @@ async function childStdout (script: string): Promise<string> {
 
 t.test('stdout: batched lines are all written when the process exits at once', async t => {
   const out = await childStdout(`
-    import { createLogger } from './src/logging.ts'
+    import { createLogger } from './src/observability/logging.ts'
     const log = createLogger('info')
     for (let i = 0; i < 3; i++) log.info({ i }, 'line')
     process.exit(0)
@@ -82,7 +82,7 @@ t.test('stdout: batched lines are all written when the process exits at once', a
 
 t.test('stdout: lines over many batches come out whole and in order', async t => {
   const out = await childStdout(`
-    import { createLogger } from './src/logging.ts'
+    import { createLogger } from './src/observability/logging.ts'
     const log = createLogger('info')
     for (let i = 0; i < 500; i++) log.info({ i, text: 'é'.repeat(i % 90) }, 'line')
     setTimeout(() => process.exit(0), 20)
@@ -94,7 +94,7 @@ t.test('stdout: lines over many batches come out whole and in order', async t =>
 
 t.test('stdout: a quiet logger still writes its last line within a second', async t => {
   const out = await childStdout(`
-    import { createLogger } from './src/logging.ts'
+    import { createLogger } from './src/observability/logging.ts'
     const log = createLogger('info')
     log.info('only line')
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000)

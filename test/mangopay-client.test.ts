@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import type { Emulator, EndpointName, ReceivedRequest } from '../src/emulator/index.js'
 import { REFUSAL_MEMORY_MS, YOUNG_BEARER_MS } from '../src/mangopay/bearer-store.js'
 import {

@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { FORWARD_CACHE_MAX_ENTRIES } from '../src/auth/forward.js'
-import { FAILED_AUTH_LIMIT_ENTRIES, USER_LIMIT_ENTRIES } from '../src/http/rate-limit.js'
-import { MemoryRateLimitStore } from '../src/http/rate-limit-store.js'
+import { FAILED_AUTH_LIMIT_ENTRIES, USER_LIMIT_ENTRIES } from '../src/limits/index.js'
+import { MemoryRateLimitStore } from '../src/limits/store.js'
 
 /**
  * Bounded memory (STYLE, issue 3 §7): 200,000 distinct users, client addresses and session

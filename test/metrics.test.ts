@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import {
   API_KEY, buildTestApp, issuedJwts, post, tokenFor, USER_A, USER_B, USER_C, type TestApp
@@ -163,7 +163,7 @@ t.test('METRICS_PORT: /metrics on its own listener, not on the public one', asyn
 })
 
 t.test('METRICS_PORT must differ from PORT', async t => {
-  const { loadConfig, ConfigError } = await import('../src/config.js')
+  const { loadConfig, ConfigError } = await import('../src/config/index.js')
   const { baseEnv } = await import('./helpers.js')
   t.throws(() => loadConfig(baseEnv('http://127.0.0.1:1', { PORT: '9100', METRICS_PORT: '9100' })), ConfigError)
   t.equal(loadConfig(baseEnv('http://127.0.0.1:1', { METRICS_PORT: '9100' })).metrics.port, 9100)

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { ConfigError, loadConfig } from '../src/config/index.js'
 import { baseEnv, buildTestApp, post, tokenFor, USER_A, type TestApp } from './helpers.js'
 import { createTestPki } from './tls-certs.js'
 

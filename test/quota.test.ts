@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { parseRateLimitHeaders, QuotaTracker } from '../src/mangopay/quota.js'
 import { BrokerError } from '../src/errors.js'
 import { buildTestApp, post, tokenFor, USER_A } from './helpers.js'

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { request } from 'undici'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { assertProblem, buildTestApp, post, tokenFor, USER_A, USER_B, USER_C, type TestContext } from './helpers.js'
 
 /**

@@ -6,8 +6,8 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
-import { ManualClock } from '../src/clock.js'
+import { loadConfig } from '../src/config/index.js'
+import { ManualClock } from './manual-clock.js'
 import type { SecretsReloadResult } from '../src/mangopay/secrets-reload.js'
 import {
   API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer, until

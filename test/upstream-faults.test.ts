@@ -1,7 +1,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from './manual-clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import { parseUpstreamError } from '../src/mangopay/upstream-errors.js'
 import type { Emulator, Fault, FaultTarget } from '../src/emulator/index.js'

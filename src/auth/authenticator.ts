@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { AuthConfig, JwtConfig } from '../config.js'
+import type { AuthConfig, JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import { createJwtVerifier, type JwtVerifier } from './jwt.js'
 import { cacheVerifications } from './verify-cache.js'

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { SignJWT } from 'jose'
 import { Type } from 'typebox'
-import type { JwtConfig } from '../config.js'
+import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 
 /**

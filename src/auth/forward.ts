@@ -6,8 +6,8 @@ import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { MissingCredential, type Authenticator } from './authenticator.js'
 import { mangopayUserIdsFromClaim, type CredentialSource, type Session } from './session.js'
-import { readBounded } from '../http/read-bounded.js'
-import { withDeadline, type Deadline } from '../http/deadline.js'
+import { readBounded } from '../upstream/read-bounded.js'
+import { withDeadline, type Deadline } from '../upstream/deadline.js'
 
 /**
  * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the

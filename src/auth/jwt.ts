@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JSONWebKeySet, type JWKSCacheInput, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
 import type { FastifyBaseLogger } from 'fastify'
-import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config.js'
+import { JWKS_FETCH_TIMEOUT_MS, type JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import type { KeysVersion } from './verify-cache.js'
 

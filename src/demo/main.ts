@@ -5,7 +5,7 @@
  * the ports, LOG_LEVEL the broker's log level.
  */
 import closeWithGrace from 'close-with-grace'
-import { ConfigError } from '../config.js'
+import { ConfigError } from '../config/index.js'
 import { startDemo, type Demo } from './start.js'
 
 function port (name: string, fallback: number): number {

@@ -3,7 +3,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from '../app.js'
-import { loadConfig } from '../config.js'
+import { loadConfig } from '../config/index.js'
 import { startEmulator, type Emulator } from '../emulator/index.js'
 import { demoPageRoutes, loadDemoAssets, startFrontendServer, type DemoAssets } from './pages.js'
 

@@ -1,5 +1,5 @@
-import type { Deadline } from '../http/deadline.js'
-import { sleepWithin, TransportError, upstreamTimeout, type UpstreamResponse } from './http.js'
+import type { Deadline } from '../upstream/deadline.js'
+import { sleepWithin, TransportError, upstreamTimeout, type UpstreamResponse } from './transport.js'
 
 /**
  * Retries of Mangopay calls (SPEC §4): only network errors and 5xx, at most a few, with

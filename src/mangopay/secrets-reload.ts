@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { readSecretFile, type MangopayConfig } from '../config.js'
+import { readSecretFile, type MangopayConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import type { MangopayClient } from './client.js'
 import { reloadTlsMaterial, type MangopayConnector, type TlsMaterial } from './tls.js'

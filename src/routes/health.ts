@@ -3,13 +3,7 @@ import { BrokerError } from '../errors.js'
 import { sendProblem } from '../http/problem.js'
 import type { MangopayClient } from '../mangopay/client.js'
 import type { Clock } from '../clock.js'
-
-export interface Lifecycle {
-  /** SIGTERM/SIGINT received, or `app.close()` begun: readiness is 503 and answers close their connections. */
-  shuttingDown: boolean
-  /** `app.close()` has begun: a token request still reaching a route (pipelined) mints nothing. */
-  closing: boolean
-}
+import type { Lifecycle } from '../lifecycle.js'
 
 export interface HealthRoutesOptions {
   client: MangopayClient

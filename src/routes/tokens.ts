@@ -8,9 +8,9 @@ import { selectMangopayUser, type Session } from '../auth/session.js'
 import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/client.js'
 import { isoFormatter, type Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import { withDeadline } from '../http/deadline.js'
-import { auditTokenIssued } from '../http/access-log.js'
-import type { Lifecycle } from './health.js'
+import { withDeadline } from '../upstream/deadline.js'
+import { auditTokenIssued } from '../observability/access-log.js'
+import type { Lifecycle } from '../lifecycle.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 

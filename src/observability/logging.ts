@@ -1,5 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
-import { isoFormatter } from './clock.js'
+import { isoFormatter } from '../clock.js'
 
 /**
  * Secrets never reach a log line. The code logs no credentials or tokens in the first place

@@ -2,10 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fastifyRateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from '../auth/failed-auth-limit.js'
-import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './rate-limit-store.js'
+import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from './failed-auth.js'
+import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './store.js'
 
 /**
  * SPEC §3.5 abuse limits, on @fastify/rate-limit (registered with `global: false`: nothing is

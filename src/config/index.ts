@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
-import type { CircuitSettings } from './mangopay/circuit-breaker.js'
-import { loadTlsMaterial, type TlsSettings } from './mangopay/tls.js'
+import type { CircuitSettings } from '../mangopay/circuit-breaker.js'
+import { loadTlsMaterial, type TlsSettings } from '../mangopay/tls.js'
 
 /**
  * The one place the environment is read. `loadConfig` validates everything at once, so a bad

@@ -4,12 +4,12 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { BearerEvent } from './mangopay/bearer-store.js'
-import type { CircuitState } from './mangopay/circuit-breaker.js'
-import type { CallEvent, EmbeddedKind } from './mangopay/client.js'
-import type { QuotaSnapshot } from './mangopay/quota.js'
-import { commonHeaders, problemBody } from './http/problem.js'
-import type { MangopayEndpoint } from './mangopay/upstream-errors.js'
+import type { BearerEvent } from '../mangopay/bearer-store.js'
+import type { CircuitState } from '../mangopay/circuit-breaker.js'
+import type { CallEvent, EmbeddedKind } from '../mangopay/client.js'
+import type { QuotaSnapshot } from '../mangopay/quota.js'
+import { commonHeaders, problemBody } from '../http/problem.js'
+import type { MangopayEndpoint } from '../mangopay/upstream-errors.js'
 
 /**
  * Prometheus metrics (SPEC §5). One Registry per app, never prom-client's global one, so

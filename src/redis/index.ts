@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Config } from './config.js'
+import type { Config } from '../config/index.js'
 
 /**
  * The app's one Redis client (REDIS_URL), shared by everything that keeps state across

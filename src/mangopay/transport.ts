@@ -2,8 +2,8 @@ import { Pool, type buildConnector, type Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
 import type { MangopayEndpoint } from './upstream-errors.js'
-import { readBounded } from '../http/read-bounded.js'
-import type { Deadline } from '../http/deadline.js'
+import { readBounded } from '../upstream/read-bounded.js'
+import type { Deadline } from '../upstream/deadline.js'
 
 /**
  * The one connection pool to Mangopay, owned by the app (never the global dispatcher), and
