@@ -1,29 +1,11 @@
+import type { ErrorCode } from './wire.js'
+
+export type { ErrorCode }
+
 /**
  * Typed errors with a stable `code` (SPEC §2). Everything the broker refuses is one of these;
  * the error handler turns them into application/problem+json and never adds anything else.
  */
-export type ErrorCode =
-  | 'bad_request'
-  | 'user_id_required'
-  | 'unauthenticated'
-  | 'csrf_rejected'
-  | 'forbidden_user'
-  | 'no_mangopay_user'
-  | 'not_found'
-  | 'payload_too_large'
-  | 'request_header_fields_too_large'
-  | 'request_timeout'
-  | 'unsupported_media_type'
-  | 'rate_limited'
-  | 'upstream_error'
-  | 'upstream_auth_failed'
-  | 'upstream_unavailable'
-  | 'upstream_timeout'
-  | 'auth_unavailable'
-  | 'shared_state_unavailable'
-  | 'shutting_down'
-  | 'internal_error'
-
 const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   user_id_required: 400,

@@ -11,6 +11,7 @@ import { BrokerError } from '../errors.js'
 import { withDeadline } from '../upstream/deadline.js'
 import { auditTokenIssued } from '../observability/access-log.js'
 import type { Lifecycle } from '../lifecycle.js'
+import type { TokenAnswer, TokenRequest } from '../wire.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
@@ -32,6 +33,11 @@ export const TokenResponse = Type.Object({
   environment: Type.Union([Type.Literal('SANDBOX'), Type.Literal('PRODUCTION')])
 }, { additionalProperties: false })
 export type TokenResponseBody = Static<typeof TokenResponse>
+
+type Same<A, B> = [A] extends [B] ? [B] extends [A] ? true : false : false
+type Assert<T extends true> = T
+/** Compiles only while the schemas describe exactly the wire types the browser helper imports. */
+export type SchemasMatchWire = Assert<Same<TokenResponseBody, TokenAnswer>> | Assert<Same<NonNullable<Static<typeof TokenRequestBody>>, TokenRequest>>
 
 /** Who the token is for, established by the preHandler before the per-user rate limit runs. */
 export interface TokenContext {
