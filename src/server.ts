@@ -35,7 +35,7 @@ async function main (): Promise<void> {
 
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading secrets from their files')
-    app.reloadSecrets().then(
+    app.mangopay.reloadSecrets().then(
       result => logger.info({ reload: result }, 'secrets reloaded'),
       (err: unknown) => logger.error({ err }, 'reloading secrets failed')
     )
@@ -44,7 +44,7 @@ async function main (): Promise<void> {
   await app.listen({ host: config.server.host, port: config.server.port })
   // Warm the bearer so the first browser request does not wait for it; a failure is logged
   // and retried on the first need.
-  app.mangopay.bearers.refresh().catch(() => {})
+  app.mangopay.warmUp().catch(() => {})
 }
 
 await main()

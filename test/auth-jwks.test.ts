@@ -67,9 +67,12 @@ async function ask (app: FastifyInstance, url: string, token: string) {
   return await app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}` } })
 }
 
+/** The real time, whatever a test does to Date.now: the apps here check token lifetimes with it. */
+const wallClock = { now: Date.now.bind(Date) }
+
 /**
  * Date.now, moved by hand: jose's cache age and refetch cooldown and the stand-in key set's age
- * read it. Token lifetimes are checked against `new Date()`, which this does not touch.
+ * read it. Token lifetimes are checked against the app's clock (wallClock), which this does not touch.
  */
 function moveDateNow (t: Test): { by: (ms: number) => void, to: (ms: number) => void } {
   const realNow = Date.now.bind(Date)
@@ -86,7 +89,7 @@ function outageWarnings (logs: { lines: () => Array<Record<string, unknown>> }):
 t.test('a token whose kid is in the key set is accepted; the set is fetched once and cached', async t => {
   const key = await signingKey('key-2026-01')
   const jwks = await startJwksServer(t, [key.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
 
   const token = await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid })
   const first = await ask(app, RECIPIENTS, token)
@@ -102,7 +105,7 @@ t.test('key rotation: a new kid is picked up by refetching the key set', async t
   const oldKey = await signingKey('key-old')
   const newKey = await signingKey('key-new')
   const jwks = await startJwksServer(t, [oldKey.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
 
   t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: oldKey.privateKey, kid: oldKey.kid }))).statusCode, 200)
   t.equal(jwks.state.fetches, 1)
@@ -124,7 +127,7 @@ t.test('key rotation: a new kid is picked up by refetching the key set', async t
 t.test('unknown kids right after a fetch are refused without hammering the identity provider', async t => {
   const key = await signingKey('key-1')
   const jwks = await startJwksServer(t, [key.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid }))).statusCode, 200)
   const calls = emulator.control.calls.total
 
@@ -140,7 +143,7 @@ t.test('unknown kids right after a fetch are refused without hammering the ident
 t.test('a token signed by a key that is not in the set is 401', async t => {
   const published = await signingKey('key-published')
   const jwks = await startJwksServer(t, [published.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   const impostor = await signingKey('key-published')
 
   // Claims the published kid, but the signature is by another key.
@@ -156,7 +159,7 @@ t.test('several keys match a token without kid: the one whose signature checks i
   // Key sets without `kid`s exist (e.g. an old and a new key published during a rotation).
   const [one, two, outsider] = await Promise.all([keyWithoutKid(), keyWithoutKid(), keyWithoutKid()])
   const jwks = await startJwksServer(t, [one.jwk, two.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
 
   const first = await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: one.privateKey }))
   t.equal(first.statusCode, 200, 'signed by the first key')
@@ -195,7 +198,7 @@ t.test('JWKS server answering an error → 503 auth_unavailable, then recovers',
   const key = await signingKey('key-1')
   const jwks = await startJwksServer(t, [key.jwk])
   jwks.state.failWith = 500
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   const token = await tokenFor(USER_A, {}, { key: key.privateKey, kid: key.kid })
 
   assertProblem(t, await ask(app, RECIPIENTS, token), 503, 'auth_unavailable')
@@ -210,7 +213,9 @@ t.test('JWKS server answering an error → 503 auth_unavailable, then recovers',
 t.test('the key set cannot be fetched past its cache age: the last one fetched stands in for verification, for up to 24 h', async t => {
   const key = await signingKey('key-1')
   const jwks = await startJwksServer(t, [key.jwk])
-  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  // The app's clock: real time, moved apart from Date.now where readiness needs its retry interval to pass.
+  let appShift = 0
+  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: { now: () => wallClock.now() + appShift } } })
   // Each token distinct (a JWT seen before would be answered by the verify cache, no key needed).
   let serial = 0
   const signed = async (user: string, signer = key, kid = key.kid) => await tokenFor(user, { jti: `t${serial++}` }, { key: signer.privateKey, kid })
@@ -258,6 +263,7 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
   clock.by(KEY_SET_RETRY_MS)
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200, 'served again once the set can be fetched')
   t.equal(jwks.state.fetches, 7)
+  appShift += KEY_SET_RETRY_MS
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again')
   t.equal(emulator.control.minted.length, 5, 'a token for each request served, none for the refused')
   t.equal(unavailable().length, 1, 'still one warning: the outage never ended')
@@ -266,7 +272,7 @@ t.test('the key set cannot be fetched past its cache age: the last one fetched s
 t.test('past its cache age the key set is fetched again in the background: no sign-in with a known key waits for the identity provider', async t => {
   const key = await signingKey('key-1')
   const jwks = await startJwksServer(t, [key.jwk])
-  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator, logs } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   let serial = 0
   const signed = async (user: string, signer = key) => await tokenFor(user, { jti: `t${serial++}` }, { key: signer.privateKey, kid: signer.kid })
   t.equal((await ask(app, RECIPIENTS, await signed(USER_A))).statusCode, 200)
@@ -297,7 +303,7 @@ t.test('cache hits alone get a stale key set fetched again; a key withdrawn stop
   const kept = await signingKey('key-kept')
   const withdrawn = await signingKey('key-withdrawn')
   const jwks = await startJwksServer(t, [kept.jwk, withdrawn.jwk])
-  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app, emulator } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   const keptToken = await tokenFor(USER_A, {}, { key: kept.privateKey, kid: kept.kid })
   const withdrawnToken = await tokenFor(USER_B, {}, { key: withdrawn.privateKey, kid: withdrawn.kid })
   t.equal((await ask(app, RECIPIENTS, keptToken)).statusCode, 200)
@@ -324,7 +330,7 @@ t.test('a key added, used and withdrawn again between two requests: its token is
   const first = await signingKey('key-1')
   const added = await signingKey('key-2')
   const jwks = await startJwksServer(t, [first.jwk])
-  const { app } = await buildTestApp(t, { env: jwksEnv(jwks.url) })
+  const { app } = await buildTestApp(t, { env: jwksEnv(jwks.url), deps: { clock: wallClock } })
   t.equal((await ask(app, RECIPIENTS, await tokenFor(USER_A, {}, { key: first.privateKey, kid: first.kid }))).statusCode, 200)
 
   // The provider publishes a key and signs with it: its first token gets the set fetched again.

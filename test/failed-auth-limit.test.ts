@@ -2,8 +2,7 @@ import t from 'tap'
 import type { FastifyRequest } from 'fastify'
 import { limitFailedAuthentications, MAX_WAITING_PER_ADDRESS, type FailedAuthLimit, type FailedAuthStanding } from '../src/limits/failed-auth.js'
 import { BrokerError } from '../src/errors.js'
-import type { Authenticator } from '../src/auth/authenticator.js'
-import type { Session } from '../src/auth/session.js'
+import type { Authenticator, Session } from '../src/auth/index.js'
 
 /**
  * The turns of one address (auth/failed-auth-limit.ts), on their own: at most as many

@@ -292,7 +292,7 @@ t.test('a key rotation (SIGHUP) while a refusal is remembered still calls OAuth,
   t.equal(emulator.control.calls.oauth, 1, 'the refusal of the old key is remembered')
 
   writeFileSync(keyFile, newKey)
-  t.same(await app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+  t.same(await app.mangopay.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
   t.equal(emulator.control.calls.oauth, 2, 'the new key was tried at once')
   t.equal(received(emulator, 'oauth').at(-1)?.headers.authorization, `Basic ${Buffer.from(`${CLIENT_ID}:${newKey}`).toString('base64')}`)
   t.equal((await post(app, RECIPIENTS, { token: jwt })).statusCode, 200, 'and serves at once')
@@ -330,7 +330,7 @@ t.test('odd expires_in from OAuth still yields a usable bearer, without an OAuth
     const { app, emulator, jwt } = await setup(t)
     const fake = 'x'.repeat(32)
     emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'status', status: 200, body: { access_token: fake, token_type: 'bearer', expires_in: 0 } } })
-    await app.mangopay.bearers.refresh()
+    await app.mangopay.warmUp()
     const res = await post(app, RECIPIENTS, { token: jwt })
     t.equal(res.statusCode, 200)
     t.equal(res.json().clientToken, emulator.control.minted[0]?.token)

@@ -107,14 +107,14 @@ t.test('SIGHUP reload: new certificate files are used by new connections', async
 
   // A half-written rotation (new certificate, old key) is refused and the old material kept.
   copyFileSync(pki.client.certFile, certFile)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'inline', tls: 'invalid' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'inline', tls: 'invalid' })
   t.ok(broker.logs.lines().some(l => l.msg === 'the Mangopay TLS files could not be reloaded; the current certificate stays in use'))
 
   copyFileSync(pki.client.keyFile, keyFile)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'inline', tls: 'reloaded' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'inline', tls: 'reloaded' })
   const res = await post(broker.app, RECIPIENTS, { token: jwt })
   t.equal(res.statusCode, 200, 'the new certificate is accepted')
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'inline', tls: 'unchanged' }, 'nothing changed since')
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'inline', tls: 'unchanged' }, 'nothing changed since')
 })
 
 t.test('TLS configuration problems stop start-up, all in one ConfigError', async t => {

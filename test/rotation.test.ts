@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/index.js'
 import { ManualClock } from './manual-clock.js'
-import type { SecretsReloadResult } from '../src/mangopay/secrets-reload.js'
+import type { SecretsReloadResult } from '../src/mangopay/index.js'
 import {
   API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer, until
 } from './helpers.js'
@@ -70,7 +70,7 @@ async function setup (t: Test, env: Record<string, string> = {}): Promise<Rotati
  * use, which Mangopay is slow to answer: a SIGHUP right after finds it in flight.
  */
 async function startSlowRefresh (t: Test, broker: Rotating): Promise<void> {
-  const held = broker.app.mangopay.bearers.peek()
+  const held = broker.app.mangopay.heldBearer()
   if (held === undefined) throw new Error('no bearer held')
   broker.clock.set(held.refreshAt + 1000)
   broker.emulator.control.inject({ target: 'oauth', times: 1, fault: { kind: 'latency', ms: 500 } })
@@ -81,38 +81,38 @@ t.test('a new key in the file: the next bearer is fetched with it, at once', asy
   const broker = await setup(t)
   t.equal((await broker.mint()).statusCode, 200)
   t.equal(broker.lastOAuthCredential(), basic(API_KEY))
-  const oldBearer = broker.app.mangopay.bearers.peek()?.token
+  const oldBearer = broker.app.mangopay.heldBearer()?.token
 
   writeFileSync(broker.keyFile, `${NEW_KEY}\n`)
   broker.emulator.control.setApiKey(NEW_KEY)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
   t.equal(broker.emulator.control.calls.oauth, 2, 'one OAuth call, right after the reload')
   t.equal(broker.lastOAuthCredential(), basic(NEW_KEY), 'with the new Basic credential')
   t.ok(broker.logs.lines().some(l => l.msg === 'Mangopay API key rotated: a bearer was obtained with the new key'))
 
   const res = await broker.mint()
   t.equal(res.statusCode, 200)
-  const newBearer = broker.app.mangopay.bearers.peek()?.token
+  const newBearer = broker.app.mangopay.heldBearer()?.token
   t.not(newBearer, oldBearer)
   t.equal(broker.emulator.control.minted.at(-1)?.bearer, newBearer, 'tokens are minted with the new bearer')
 
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'unchanged', tls: 'none' }, 'a SIGHUP with nothing new')
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'unchanged', tls: 'none' }, 'a SIGHUP with nothing new')
   t.equal(broker.emulator.control.calls.oauth, 2, 'makes no OAuth call')
 })
 
 t.test('a key Mangopay refuses: a clear error, and the current bearer keeps serving', async t => {
   const broker = await setup(t)
   t.equal((await broker.mint()).statusCode, 200)
-  const bearer = broker.app.mangopay.bearers.peek()?.token
+  const bearer = broker.app.mangopay.heldBearer()?.token
 
   writeFileSync(broker.keyFile, WRONG_KEY)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
   t.equal(broker.lastOAuthCredential(), basic(WRONG_KEY), 'the new key was tried at once')
   t.equal(broker.emulator.control.calls.oauth, 2, 'once (a 401 is not retried)')
   t.match(broker.logs.lines().find(l => l.msg === REFUSED), { level: 50 }, 'an error line that says what to do')
 
   for (let i = 0; i < 3; i++) t.equal((await broker.mint()).statusCode, 200, 'token requests still succeed')
-  t.equal(broker.app.mangopay.bearers.peek()?.token, bearer, 'with the same bearer, not invalidated')
+  t.equal(broker.app.mangopay.heldBearer()?.token, bearer, 'with the same bearer, not invalidated')
   t.equal(broker.emulator.control.minted.at(-1)?.bearer, bearer)
   t.equal(broker.emulator.control.calls.oauth, 2, 'and no further OAuth call')
   t.equal((await broker.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'still ready')
@@ -120,27 +120,27 @@ t.test('a key Mangopay refuses: a clear error, and the current bearer keeps serv
   // Fixed file, second SIGHUP: rotated.
   writeFileSync(broker.keyFile, NEW_KEY)
   broker.emulator.control.setApiKey(NEW_KEY)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
 })
 
 t.test('a refused key is not kept: the previous key fetches the next bearer, and the same file is checked again', async t => {
   const broker = await setup(t)
   t.equal((await broker.mint()).statusCode, 200)
   writeFileSync(broker.keyFile, WRONG_KEY)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
 
   // The bearer held ages past its hard margin: the next token request needs a new one.
-  const held = broker.app.mangopay.bearers.peek()
+  const held = broker.app.mangopay.heldBearer()
   broker.clock.set((held?.expiresAt ?? 0) - 10_000)
   t.equal((await broker.mint()).statusCode, 200, 'token requests still succeed')
   t.same(broker.oauthCredentials(), [basic(API_KEY), basic(WRONG_KEY), basic(API_KEY)], 'the new bearer was fetched with the previous key')
 
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' }, 'a SIGHUP with the same file checks it again')
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'refused', tls: 'none' }, 'a SIGHUP with the same file checks it again')
   t.equal(broker.lastOAuthCredential(), basic(WRONG_KEY))
 
   writeFileSync(broker.keyFile, NEW_KEY)
   broker.emulator.control.setApiKey(NEW_KEY)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' }, 'the corrected file rotates')
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'rotated', tls: 'none' }, 'the corrected file rotates')
   t.equal(broker.lastOAuthCredential(), basic(NEW_KEY))
 })
 
@@ -150,10 +150,10 @@ t.test('Mangopay unavailable at the SIGHUP: unverified, and the new key stays fo
   writeFileSync(broker.keyFile, NEW_KEY)
   broker.emulator.control.setApiKey(NEW_KEY)
   broker.emulator.control.inject({ target: 'oauth', times: 3, fault: { kind: 'status', status: 503 } })
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'unverified', tls: 'none' })
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'unchanged', tls: 'none' }, 'the new key is the one in use')
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'unverified', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'unchanged', tls: 'none' }, 'the new key is the one in use')
 
-  const held = broker.app.mangopay.bearers.peek()
+  const held = broker.app.mangopay.heldBearer()
   broker.clock.set((held?.expiresAt ?? 0) - 10_000)
   t.equal((await broker.mint()).statusCode, 200)
   t.equal(broker.lastOAuthCredential(), basic(NEW_KEY), 'the next bearer was fetched with it')
@@ -166,7 +166,7 @@ t.test('a SIGHUP while a refresh with the old key is in flight tries the new key
     await startSlowRefresh(t, broker)
     writeFileSync(broker.keyFile, NEW_KEY)
     broker.emulator.control.setApiKey(NEW_KEY)
-    t.same(await broker.app.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
+    t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'rotated', tls: 'none' })
     t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(NEW_KEY)], 'the new key was sent after the refresh in flight')
     t.equal((await broker.mint()).statusCode, 200)
     t.equal(broker.emulator.control.minted.at(-1)?.bearer, broker.emulator.control.bearers.at(-1)?.token, 'tokens are minted with the bearer the new key obtained')
@@ -177,7 +177,7 @@ t.test('a SIGHUP while a refresh with the old key is in flight tries the new key
     t.equal((await broker.mint()).statusCode, 200)
     await startSlowRefresh(t, broker)
     writeFileSync(broker.keyFile, WRONG_KEY)
-    t.same(await broker.app.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
+    t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'refused', tls: 'none' })
     t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(WRONG_KEY)], 'the wrong key was sent after the refresh in flight')
   })
 })
@@ -215,14 +215,14 @@ async function otherInstance (t: Test, broker: Rotating, prefix: string, apiKey:
  * rotation's call is in flight, with the reload's outcome to come.
  */
 async function rotateDuringSlowRefresh (t: Test, broker: Rotating, newKey: string, acceptedKey: string): Promise<{ reloading: Promise<SecretsReloadResult> }> {
-  const held = broker.app.mangopay.bearers.peek()
+  const held = broker.app.mangopay.heldBearer()
   if (held === undefined) throw new Error('no bearer held')
   broker.clock.set(held.refreshAt + 1000)
   broker.emulator.control.inject({ target: 'oauth', times: 2, fault: { kind: 'latency', ms: 800 } })
   t.equal((await broker.mint()).statusCode, 200, 'served by the current bearer while the refresh runs')
   await until('the refresh with the old key', () => broker.oauthCredentials().length === 2, 5000)
   writeFileSync(broker.keyFile, newKey)
-  const reloading = broker.app.reloadSecrets()
+  const reloading = broker.app.mangopay.reloadSecrets()
   await until('the rotation\'s call', () => broker.oauthCredentials().length === 3, 5000)
   broker.emulator.control.setApiKey(acceptedKey)
   return { reloading }
@@ -243,7 +243,7 @@ t.test('with REDIS_URL, a SIGHUP while a refresh with the old key is in flight s
     t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(NEW_KEY)], 'no OAuth call of its own')
     const [, oldKeyRefresh, newKeyBearer] = broker.emulator.control.bearers.map(b => b.token)
     t.equal(broker.emulator.control.minted.at(-1)?.bearer, newKeyBearer, 'its token was minted with the bearer the new key obtained')
-    t.not(rotated.mangopay.bearers.peek()?.token, oldKeyRefresh, 'not with the one the old key\'s refresh obtained')
+    t.not(rotated.mangopay.heldBearer()?.token, oldKeyRefresh, 'not with the one the old key\'s refresh obtained')
   })
 
   t.test('a wrong key: an instance on the old key adopts the refresh\'s bearer', async t => {
@@ -253,12 +253,12 @@ t.test('with REDIS_URL, a SIGHUP while a refresh with the old key is in flight s
     const { reloading } = await rotateDuringSlowRefresh(t, broker, WRONG_KEY, API_KEY)
     t.same(await reloading, { apiKey: 'refused', tls: 'none' })
     const oldKeyRefresh = broker.emulator.control.bearers[1]?.token
-    t.equal(broker.app.mangopay.bearers.peek()?.token, oldKeyRefresh, 'the broker keeps the bearer its refresh obtained')
+    t.equal(broker.app.mangopay.heldBearer()?.token, oldKeyRefresh, 'the broker keeps the bearer its refresh obtained')
 
     const cold = await otherInstance(t, broker, prefix, API_KEY)
     t.equal((await post(cold, '/v1/tokens/recipients', { token: await tokenFor(USER_A) })).statusCode, 200)
     t.same(broker.oauthCredentials(), [basic(API_KEY), basic(API_KEY), basic(WRONG_KEY)], 'a cold instance on the old key makes no OAuth call')
-    t.equal(cold.mangopay.bearers.peek()?.token, oldKeyRefresh, 'it adopted that bearer, readable with the old key')
+    t.equal(cold.mangopay.heldBearer()?.token, oldKeyRefresh, 'it adopted that bearer, readable with the old key')
   })
 })
 
@@ -266,17 +266,17 @@ t.test('an unreadable or empty key file: the current key stays', async t => {
   const broker = await setup(t)
   t.equal((await broker.mint()).statusCode, 200)
   rmSync(broker.keyFile)
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
   t.match(broker.logs.lines().find(l => l.msg === 'MANGOPAY_API_KEY_FILE cannot be read; the current key stays in use'), { level: 50, code: 'ENOENT' })
   writeFileSync(broker.keyFile, '\n')
-  t.same(await broker.app.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
-  await broker.app.mangopay.bearers.refresh()
+  t.same(await broker.app.mangopay.reloadSecrets(), { apiKey: 'unreadable', tls: 'none' })
+  await broker.app.mangopay.warmUp()
   t.equal(broker.lastOAuthCredential(), basic(API_KEY), 'the next bearer still uses the key that works')
 })
 
 t.test('a key given inline: nothing to re-read', async t => {
   const { app, emulator } = await buildTestApp(t)
-  t.same(await app.reloadSecrets(), { apiKey: 'inline', tls: 'none' })
+  t.same(await app.mangopay.reloadSecrets(), { apiKey: 'inline', tls: 'none' })
   t.equal(emulator.control.calls.oauth, 0)
 })
 

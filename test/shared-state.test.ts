@@ -85,7 +85,7 @@ t.test('two instances, 200 concurrent cold requests: one OAuth call, one bearer,
   t.equal(emulator.control.calls.oauth, 1, 'exactly one OAuth call for both instances')
   t.equal(emulator.control.minted.length, 200)
   t.equal(new Set(emulator.control.minted.map(m => m.bearer)).size, 1, 'every token was minted with the same bearer')
-  t.equal(a.mangopay.bearers.peek()?.token, b.mangopay.bearers.peek()?.token, 'both instances hold it')
+  t.equal(a.mangopay.heldBearer()?.token, b.mangopay.heldBearer()?.token, 'both instances hold it')
 
   const bearer = emulator.control.bearers[0]?.token ?? 'missing'
   const keys = await redis.keys(`${prefix}*`)
@@ -118,7 +118,7 @@ t.test('after Mangopay revokes the bearer, both instances recover, with one OAut
   t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal((await post(b, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal(emulator.control.calls.oauth, 1)
-  const revoked = a.mangopay.bearers.peek()?.token
+  const revoked = a.mangopay.heldBearer()?.token
 
   emulator.control.revokeBearers()
   const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) => await post(i % 2 === 0 ? a : b, CHECKOUT, { token: jwt })))
@@ -126,7 +126,7 @@ t.test('after Mangopay revokes the bearer, both instances recover, with one OAut
   // The clock stands still: neither instance's new bearer was obtained after the other's
   // refused calls were sent, so neither can tell it from one revoked with the old bearer.
   t.equal(emulator.control.calls.oauth, 3, 'one re-authentication per instance, not one per request')
-  const renewed = [a.mangopay.bearers.peek()?.token, b.mangopay.bearers.peek()?.token]
+  const renewed = [a.mangopay.heldBearer()?.token, b.mangopay.heldBearer()?.token]
   t.notOk(renewed.includes(revoked), 'neither holds the revoked bearer')
   const lastMinted = emulator.control.minted.slice(-20)
   t.ok(lastMinted.every(m => renewed.includes(m.bearer)), 'the tokens after recovery were minted with the new bearers')
@@ -138,14 +138,14 @@ t.test('after a 401, a bearer another instance obtained before the refused call 
   const jwt = await tokenFor(USER_A)
   t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal((await post(b, RECIPIENTS, { token: jwt })).statusCode, 200)
-  const first = a.mangopay.bearers.peek()
+  const first = a.mangopay.heldBearer()
   if (first === undefined) throw new Error('no bearer held')
 
   // A refreshes ahead and shares its new bearer; B, idle meanwhile, still holds the first one.
   clock.set(first.refreshAt + 1000)
   t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
-  t.ok(await eventually(() => a.mangopay.bearers.peek()?.token !== first.token), 'A refreshed')
-  t.equal(b.mangopay.bearers.peek()?.token, first.token)
+  t.ok(await eventually(() => a.mangopay.heldBearer()?.token !== first.token), 'A refreshed')
+  t.equal(b.mangopay.heldBearer()?.token, first.token)
 
   // Mangopay revokes every bearer (a key reset, an incident): A's new one too.
   emulator.control.revokeBearers()
@@ -153,8 +153,8 @@ t.test('after a 401, a bearer another instance obtained before the refused call 
   const res = await post(b, RECIPIENTS, { token: jwt })
   t.equal(res.statusCode, 200, 'B re-authenticates and is served')
   t.equal(emulator.control.calls.oauth - oauthBefore, 1, 'with an OAuth call of its own')
-  const renewed = b.mangopay.bearers.peek()?.token
-  t.not(renewed, a.mangopay.bearers.peek()?.token, 'not A\'s bearer, revoked too')
+  const renewed = b.mangopay.heldBearer()?.token
+  t.not(renewed, a.mangopay.heldBearer()?.token, 'not A\'s bearer, revoked too')
   t.equal(emulator.control.minted.at(-1)?.bearer, renewed, 'the token was minted with the new bearer')
 })
 
@@ -163,7 +163,7 @@ t.test('a quota pause on one instance pauses the other without any Mangopay call
   const jwt = await tokenFor(USER_A)
   t.equal((await post(a, RECIPIENTS, { token: jwt })).statusCode, 200)
   t.equal((await post(b, RECIPIENTS, { token: jwt })).statusCode, 200)
-  t.equal(b.mangopay.quota.snapshot().blocked, undefined, 'B is not paused by what it saw itself')
+  t.equal(b.mangopay.quota().blocked, undefined, 'B is not paused by what it saw itself')
 
   emulator.control.setRemaining([0, 4000, 8000, 100000])
   const limited = await post(a, RECIPIENTS, { token: jwt })
@@ -172,8 +172,8 @@ t.test('a quota pause on one instance pauses the other without any Mangopay call
   t.ok(await eventually(async () => /^\d+ rate_limited$/.test(await redis.get(`${prefix}quota:blocked:${scope}`) ?? '')), 'A published until when and why')
   t.ok(await redis.pttl(`${prefix}quota:blocked:${scope}`) > 0, 'the pause expires with the window')
 
-  t.ok(await eventually(() => b.mangopay.quota.snapshot().blocked !== undefined), 'B picks the pause up within a sync interval')
-  t.equal(b.mangopay.quota.snapshot().blocked?.until, a.mangopay.quota.snapshot().blocked?.until, 'until the same instant')
+  t.ok(await eventually(() => b.mangopay.quota().blocked !== undefined), 'B picks the pause up within a sync interval')
+  t.equal(b.mangopay.quota().blocked?.until, a.mangopay.quota().blocked?.until, 'until the same instant')
   const calls = emulator.control.calls.total
   const refused = await post(b, CHECKOUT, { token: jwt })
   assertProblem(t, refused, 503, 'upstream_unavailable')
@@ -204,8 +204,8 @@ t.test('a rolling key rotation: instances on the old key and on the new one each
   t.equal(await mintWith(oldTwo, API_KEY), 200)
   t.equal(emulator.control.calls.oauth, 2, 'one OAuth call per key, not one per instance')
   const [newKeyBearer, oldKeyBearer] = emulator.control.bearers.map(b => b.token)
-  t.equal(rotatedTwo.mangopay.bearers.peek()?.token, newKeyBearer, 'the second rotated instance adopted the new key\'s bearer')
-  t.equal(oldTwo.mangopay.bearers.peek()?.token, oldKeyBearer, 'the second old-key instance the old key\'s')
+  t.equal(rotatedTwo.mangopay.heldBearer()?.token, newKeyBearer, 'the second rotated instance adopted the new key\'s bearer')
+  t.equal(oldTwo.mangopay.heldBearer()?.token, oldKeyBearer, 'the second old-key instance the old key\'s')
   t.notOk(one.logs.text().includes(ROTATED_KEY), 'the rotated key is not logged')
 
   const baseUrl = new URL(emulator.url).href
@@ -289,7 +289,7 @@ t.test('a lock whose SET answer came too late is released once Redis answers: th
   const res = await post(b, RECIPIENTS, { token: jwt })
   t.equal(res.statusCode, 200, 'B, needing a bearer, is not held past its deadline by the lock A lost track of')
   t.equal(one.emulator.control.calls.oauth, 2, 'A\'s OAuth call and B\'s')
-  t.equal(one.emulator.control.minted.at(-1)?.bearer, b.mangopay.bearers.peek()?.token)
+  t.equal(one.emulator.control.minted.at(-1)?.bearer, b.mangopay.heldBearer()?.token)
   t.equal(await redis.exists(bearerKeys(prefix, new URL(one.emulator.url).href).lockKey), 0, 'no lock left behind')
   // Redis ran A's release at once; its answer reaches A behind the held-back one.
   t.ok(await eventually(() => one.logs.lines().some(l => l.msg === 'a Mangopay bearer lock this instance lost track of was released')), 'A released it')

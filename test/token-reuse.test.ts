@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { ManualClock } from './manual-clock.js'
-import type { EmbeddedToken } from '../src/mangopay/client.js'
+import type { EmbeddedToken } from '../src/mangopay/index.js'
 import { EmbeddedTokenReuse } from '../src/mangopay/token-reuse.js'
 import { assertProblem, buildTestApp, forwardModeEnv, post, tokenFor, USER_A, USER_B, type TestApp } from './helpers.js'
 
@@ -91,7 +91,7 @@ t.test('on: a token with less than the minimum lifetime left is not handed again
 
 t.test('on: concurrent identical requests share one Mangopay call', async t => {
   const broker = await setup(t)
-  await broker.app.mangopay.bearers.refresh()
+  await broker.app.mangopay.warmUp()
   // Slow enough that every request arrives while the first call is out.
   broker.emulator.control.inject({ target: 'embedded', times: 1, fault: { kind: 'latency', ms: 300 } })
   const answers = await Promise.all(Array.from({ length: 10 }, async () => await broker.mint()))
@@ -118,7 +118,7 @@ t.test('on: a request that joins a call in flight waits within its own deadline,
       ...forwardModeEnv(`http://127.0.0.1:${(session.address() as AddressInfo).port}/session`)
     }
   })
-  await app.mangopay.bearers.refresh()
+  await app.mangopay.warmUp()
   const mint = async (credential: string) => await app.inject({ method: 'POST', url: '/v1/tokens/recipients', headers: { authorization: `Bearer ${credential}` } })
 
   // Mangopay takes 2000 ms: more than the first request has left of its 3000 ms, less than 3000 ms.

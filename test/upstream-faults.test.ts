@@ -352,7 +352,7 @@ t.test('deadlines: MANGOPAY_TIMEOUT_MS counts from the request\'s arrival, authe
       ...forwardModeEnv(`http://127.0.0.1:${(session.address() as AddressInfo).port}/session`)
     }
   })
-  await app.mangopay.bearers.refresh()
+  await app.mangopay.warmUp()
   const mint = async () => await app.inject({ method: 'POST', url: RECIPIENTS, headers: { authorization: 'Bearer opaque-session' } })
 
   // 700 ms of session lookup + 1000 ms of Mangopay is past the 1500 ms deadline.

@@ -1,25 +1,11 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { AuthConfig, JwtConfig } from '../config/index.js'
+import type { Clock } from '../clock.js'
+import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import { createJwtVerifier, type JwtVerifier } from './jwt.js'
+import { createJwtVerifier } from './jwt.js'
 import { cacheVerifications } from './verify-cache.js'
-import { mangopayUserIdsFromClaim, type CredentialSource, type Session } from './session.js'
-
-/** Turns a request's credentials into a verified Session, or refuses with 401. */
-export interface Authenticator {
-  authenticate (request: FastifyRequest): Promise<Session>
-  /**
-   * Where the request's credential would be read from, without verifying it: a cookie, which
-   * the browser attaches to cross-site requests too, is subject to the CSRF rules before any
-   * verification work (SPEC §3.4); undefined when the request presents none.
-   */
-  credentialSource (request: FastifyRequest): CredentialSource | undefined
-  /**
-   * Readiness, where the mode depends on the identity provider (a JWKS, a session endpoint):
-   * true when it answers. Absent when nothing outside the broker is needed (a fixed key).
-   */
-  ready?: () => Promise<boolean>
-}
+import { mangopayUserIdsFromClaim } from './session.js'
+import type { Authenticator, CredentialSource, JwtVerifier } from './types.js'
 
 /**
  * 401 for a request that presented no credential at all. Unlike a wrong credential it is not a
@@ -61,12 +47,12 @@ function tokenFrom (request: FastifyRequest, cookieName: string | undefined): st
 }
 
 /** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
-export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, verify?: JwtVerifier, log?: FastifyBaseLogger }): Authenticator {
-  // Each distinct JWT is verified once and remembered until its `exp` while the keys are unchanged (see verify-cache.ts).
-  const verifier = options.verify === undefined ? createJwtVerifier(jwt, { ...(options.log === undefined ? {} : { log: options.log }) }) : undefined
-  const verify = verifier === undefined ? options.verify as JwtVerifier : cacheVerifications(verifier, { keysVersion: verifier.keysVersion })
+export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, clock: Clock, log?: FastifyBaseLogger }): Authenticator {
+  const verifier = createJwtVerifier(jwt, { clock: options.clock, ...(options.log === undefined ? {} : { log: options.log }) })
+  // Each distinct JWT is verified once and remembered until its `exp` while the keys are unchanged.
+  const verify: JwtVerifier = cacheVerifications(verifier, { keysVersion: verifier.keysVersion, now: () => options.clock.now() })
   return {
-    ...(verifier?.ready === undefined ? {} : { ready: verifier.ready }),
+    ...(verifier.ready === undefined ? {} : { ready: verifier.ready }),
     credentialSource: request => presented(request, options.cookieName)?.source,
     async authenticate (request) {
       const claims = await verify(tokenFrom(request, options.cookieName))
@@ -77,5 +63,3 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
     }
   }
 }
-
-export type AuthSettings = Pick<AuthConfig, 'userIdClaim' | 'cookieName'>

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { BrokerError } from '../errors.js'
-import type { CredentialSource } from './session.js'
+import type { CredentialSource } from './types.js'
 
 /**
  * SPEC §3.4: a cookie is sent by the browser whoever wrote the page, so a cookie-credentialed

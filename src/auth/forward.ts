@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import { MissingCredential, type Authenticator } from './authenticator.js'
-import { mangopayUserIdsFromClaim, type CredentialSource, type Session } from './session.js'
-import { readBounded } from '../upstream/read-bounded.js'
-import { withDeadline, type Deadline } from '../upstream/deadline.js'
+import { createPool, readBounded, withDeadline, type Deadline } from '../upstream/index.js'
+import { MissingCredential } from './authenticator.js'
+import { mangopayUserIdsFromClaim } from './session.js'
+import type { Authenticator, CredentialSource, Session } from './types.js'
 
 /**
  * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the
@@ -32,13 +32,10 @@ export interface ForwardAuthOptions {
 /** Readiness trusts an answer of the session endpoint this recent, and asks it otherwise. */
 export const FORWARD_READY_RECENT_MS = 30_000
 
-/** Bound of the answer cache (LRU): about 0.3 KiB each. */
+/** Bound of the answer cache (LRU), lookups in flight included: about 0.3 KiB each. */
 export const FORWARD_CACHE_MAX_ENTRIES = 10_000
-/** Concurrent distinct lookups that share one call; beyond it a lookup simply goes alone. */
-const MAX_IN_FLIGHT = 10_000
 /** A session answer is a small JSON object; anything larger is not one. */
 const MAX_ANSWER_BYTES = 16 * 1024
-const CONNECT_TIMEOUT_CAP_MS = 3000
 
 type Answer =
   | { ok: true, subject: string, mangopayUserIds: string[] }
@@ -95,9 +92,9 @@ export class ForwardAuthenticator implements Authenticator {
   readonly #userIdClaim: string
   readonly #dispatcher: Dispatcher
   readonly #ownsDispatcher: boolean
-  /** Sessions and 401s only: an outage is never remembered as an answer. */
-  readonly #answers: LRUCache<string, Answer> | undefined
-  readonly #inFlight = new Map<string, Promise<Answer>>()
+  /** Lookups in flight, and (with a TTL) sessions and 401s: an outage is never remembered as an answer. */
+  readonly #answers: LRUCache<string, Answer, Credentials>
+  readonly #cacheAnswers: boolean
   readonly #clock: Clock
   /** When the session endpoint last answered below 500 (readiness). */
   #answeredAt = -Infinity
@@ -108,22 +105,18 @@ export class ForwardAuthenticator implements Authenticator {
     this.#timeoutMs = options.timeoutMs
     this.#userIdClaim = options.userIdClaim
     this.#ownsDispatcher = options.dispatcher === undefined
-    this.#dispatcher = options.dispatcher ?? new Pool(this.#url.origin, {
-      connections: 32,
-      connect: { timeout: Math.min(CONNECT_TIMEOUT_CAP_MS, options.timeoutMs) },
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      keepAliveTimeout: 10_000
+    this.#dispatcher = options.dispatcher ?? createPool(this.#url.origin, { timeoutMs: options.timeoutMs, connections: 32, keepAliveTimeoutMs: 10_000 })
+    this.#cacheAnswers = options.cacheTtlMs > 0
+    this.#answers = new LRUCache<string, Answer, Credentials>({
+      max: options.cacheMaxEntries ?? FORWARD_CACHE_MAX_ENTRIES,
+      // 0: no TTL at all; such entries are deleted as soon as their lookup is over (see #lookup).
+      ttl: options.cacheTtlMs,
+      // TTLs follow the injected clock, checked on every read (no timers).
+      perf: { now: () => options.clock.now() },
+      ttlResolution: 0,
+      ignoreFetchAbort: true,
+      fetchMethod: async (_key, _stale, { context }) => await this.#ask(context)
     })
-    this.#answers = options.cacheTtlMs === 0
-      ? undefined
-      : new LRUCache<string, Answer>({
-        max: options.cacheMaxEntries ?? FORWARD_CACHE_MAX_ENTRIES,
-        ttl: options.cacheTtlMs,
-        // TTLs follow the injected clock, checked on every read (no timers).
-        perf: { now: () => options.clock.now() },
-        ttlResolution: 0
-      })
   }
 
   credentialSource (request: FastifyRequest): CredentialSource | undefined {
@@ -155,30 +148,20 @@ export class ForwardAuthenticator implements Authenticator {
 
   /** Cached answers held now (for tests and the bounded-memory check). */
   get cacheSize (): number {
-    return this.#answers?.size ?? 0
+    return this.#cacheAnswers ? this.#answers.size : 0
   }
 
   async close (): Promise<void> {
     if (this.#ownsDispatcher) await this.#dispatcher.close()
   }
 
+  /** Concurrent lookups of the same credentials share one call (lru-cache's `fetch`). */
   async #lookup (credentials: Credentials): Promise<Answer> {
     const key = cacheKey(credentials)
-    const cached = this.#answers?.get(key)
-    if (cached !== undefined) return cached
-    const pending = this.#inFlight.get(key)
-    if (pending !== undefined) return await pending
-
-    const lookup = this.#ask(credentials).then(answer => {
-      // A 403, 404 or 3xx more likely means a misconfigured endpoint than a bad session: asked again.
-      if (answer.ok || answer.status === 401) this.#answers?.set(key, answer)
-      return answer
-    })
-    if (this.#inFlight.size < MAX_IN_FLIGHT) {
-      this.#inFlight.set(key, lookup)
-      lookup.then(() => this.#inFlight.delete(key), () => this.#inFlight.delete(key))
-    }
-    return await lookup
+    const answer = await this.#answers.fetch(key, { context: credentials }) as Answer
+    // A 403, 404 or 3xx more likely means a misconfigured endpoint than a bad session: asked again.
+    if (!this.#cacheAnswers || !(answer.ok || answer.status === 401)) this.#answers.delete(key)
+    return answer
   }
 
   /** One overall deadline for the whole exchange, cleared as soon as it is over (no timer outlives it). */

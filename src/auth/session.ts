@@ -1,15 +1,5 @@
 import { BrokerError } from '../errors.js'
-
-/** Who is asking, as established by the verified credential — never by the request body alone. */
-export interface Session {
-  /** The identity provider's subject, for the audit log. */
-  subject: string
-  /** The Mangopay users this session may get tokens for (SPEC §3.2). */
-  mangopayUserIds: string[]
-}
-
-/** Where a request's credential is: a cookie credential is subject to the CSRF rules (SPEC §3.4). */
-export type CredentialSource = 'header' | 'cookie'
+import type { Session } from './types.js'
 
 const MANGOPAY_USER_ID = /^[A-Za-z0-9_-]{1,128}$/
 const MAX_IDS = 100

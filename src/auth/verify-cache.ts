@@ -1,18 +1,12 @@
 import { hash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { JWTPayload } from 'jose'
-import type { JwtVerifier } from './jwt.js'
+import type { JwtVerifier, KeysVersion } from './types.js'
 
 /** Bounds the cache: about 0.5 KB per entry. */
 export const VERIFY_CACHE_ENTRIES = 10_000
 /** Longer tokens are refused by the verifier anyway; they are not hashed for a lookup. */
 const MAX_CACHED_TOKEN_LENGTH = 8192
-
-/**
- * Which keys tokens are verified with now: a number that changes when they change (a key set
- * fetched with different keys), or undefined while there are none to verify with.
- */
-export type KeysVersion = () => number | undefined
 
 interface Verified { claims: JWTPayload, until: number, notBefore: number, keysVersion: number }
 

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { BrokerError, isBrokerError } from '../errors.js'
-import { MissingCredential, type Authenticator } from '../auth/authenticator.js'
+import { MissingCredential, type Authenticator } from '../auth/index.js'
 
 /**
  * SPEC §3.5: a per-IP limit on failed authentications, so credential spraying is slowed. Every

@@ -5,6 +5,8 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from './failed-auth.js'
+
+export { limitFailedAuthentications } from './failed-auth.js'
 import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './store.js'
 
 /**
@@ -12,7 +14,7 @@ import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from '
  * limited unless asked). Two limiters share one store, each in its own namespace:
  * - per Mangopay user, on both token routes together, keyed on the user id the request was
  *   authorised for (never a client-supplied value): a preHandler placed after authorization;
- * - per client address, on failed authentications (see auth/failed-auth-limit.ts).
+ * - per client address, on failed authentications (failed-auth.ts).
  * With REDIS_URL the counters live in Redis and every instance shares them.
  */
 

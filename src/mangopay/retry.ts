@@ -1,5 +1,8 @@
-import type { Deadline } from '../upstream/deadline.js'
-import { sleepWithin, TransportError, upstreamTimeout, type UpstreamResponse } from './transport.js'
+import { sleepWithin, type Deadline } from '../upstream/index.js'
+import { TransportError, upstreamTimeout, type UpstreamResponse } from './transport.js'
+import type { RetryReason, RetrySkipped } from './types.js'
+
+export type { RetryReason, RetrySkipped } from './types.js'
 
 /**
  * Retries of Mangopay calls (SPEC §4): only network errors and 5xx, at most a few, with
@@ -62,9 +65,6 @@ export function backoffDelayMs (retry: number, baseDelayMs: number, random: () =
   return Math.floor(random() * baseDelayMs * 2 ** (retry - 1))
 }
 
-export type RetryReason = 'network' | `status_${number}`
-export type RetrySkipped = 'budget' | 'deadline' | 'max'
-
 export interface RetryContext {
   /** By when the caller needs an answer (`deadline.at`), and its abort. */
   deadline: Deadline
@@ -112,11 +112,7 @@ export class RetryPolicy {
         throw error
       }
       ctx.onRetry?.(retry, reason, delayMs)
-      try {
-        await sleepWithin(delayMs, ctx.deadline)
-      } catch {
-        throw upstreamTimeout(error)
-      }
+      await sleepWithin(delayMs, ctx.deadline, () => upstreamTimeout(error))
     }
   }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { readSecretFile, type MangopayConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import type { MangopayClient } from './client.js'
+import type { BearerStore } from './bearer-store.js'
 import { reloadTlsMaterial, type MangopayConnector, type TlsMaterial } from './tls.js'
 
 /**
@@ -19,7 +19,9 @@ export interface SecretsReloadResult {
 
 export interface SecretsReloaderOptions {
   config: MangopayConfig
-  client: MangopayClient
+  /** Makes the next bearer fetch use this key. */
+  setApiKey: (apiKey: string) => void
+  bearers: BearerStore
   /** Absent when the app was given a dispatcher it does not own (tests). */
   connector: MangopayConnector | undefined
   logger: FastifyBaseLogger
@@ -37,7 +39,7 @@ function tlsFingerprint (material: TlsMaterial | undefined): string {
 }
 
 export function createSecretsReloader (options: SecretsReloaderOptions): () => Promise<SecretsReloadResult> {
-  const { config, client, connector, logger } = options
+  const { config, setApiKey, bearers, connector, logger } = options
   // Kept to be put back if Mangopay refuses a new key.
   let apiKeyInUse = config.apiKey
   let tlsPrint = tlsFingerprint(config.tls?.material)
@@ -75,21 +77,21 @@ export function createSecretsReloader (options: SecretsReloaderOptions): () => P
       return 'unreadable'
     }
     if (apiKey === apiKeyInUse) return 'unchanged'
-    client.setApiKey(apiKey)
+    setApiKey(apiKey)
     try {
-      await client.bearers.refreshAfterCredentialChange()
+      await bearers.refreshAfterCredentialChange()
       apiKeyInUse = apiKey
       logger.info('Mangopay API key rotated: a bearer was obtained with the new key')
       return 'rotated'
     } catch (err) {
       if (err instanceof BrokerError && err.code === 'upstream_auth_failed') {
         // Put back, so the next bearer is not fetched with a key Mangopay refuses.
-        client.setApiKey(apiKeyInUse)
+        setApiKey(apiKeyInUse)
         logger.error('the new Mangopay API key was refused by Mangopay: the previous key stays in use; fix MANGOPAY_API_KEY_FILE and send SIGHUP again')
         return 'refused'
       }
       apiKeyInUse = apiKey
-      const held = client.bearers.peek()
+      const held = bearers.peek()
       const bearer = { heldUntil: held === undefined ? null : new Date(held.expiresAt).toISOString() }
       logger.warn({ bearer, code: err instanceof BrokerError ? err.code : 'error' }, 'the new Mangopay API key could not be checked (Mangopay unavailable); the next bearer refresh uses it')
       return 'unverified'

@@ -1,13 +1,12 @@
 import { LRUCache } from 'lru-cache'
 import type { Clock } from '../clock.js'
-import type { EmbeddedKind, EmbeddedToken } from './client.js'
+import type { EmbeddedKind, EmbeddedToken } from './types.js'
 
 /**
- * Optional reuse of embedded tokens (`EMBEDDED_TOKEN_REUSE_MIN_TTL_S`, SPEC §4): a token minted
- * for a user and kind is handed again while it has at least `minTtlS` seconds left, and
- * concurrent requests for the same user and kind share one Mangopay call. Bounded (LRU); time
- * from the injected clock. A reused token keeps its original `issuedAt`, so the `expiresIn`
- * the browser sees is the truth.
+ * Optional reuse of embedded tokens (`EMBEDDED_TOKEN_REUSE_MIN_TTL_S`, SPEC §4): a token is
+ * handed again to the same user for the same kind while it has at least `minTtlS` seconds left,
+ * and concurrent requests for them share one Mangopay call (lru-cache's `fetch`). A reused token
+ * keeps its `issuedAt`, so the `expiresIn` the browser sees is the truth.
  */
 
 export interface ReuseOptions {
@@ -18,47 +17,47 @@ export interface ReuseOptions {
 
 export const DEFAULT_MAX_ENTRIES = 10_000
 
+type Mint = () => Promise<EmbeddedToken>
+
 export class EmbeddedTokenReuse {
   readonly #clock: Clock
   readonly #minTtlMs: number
-  readonly #cache: LRUCache<string, EmbeddedToken>
-  readonly #inflight = new Map<string, Promise<EmbeddedToken>>()
+  readonly #cache: LRUCache<string, EmbeddedToken, Mint>
 
   constructor (options: ReuseOptions) {
     this.#clock = options.clock
     this.#minTtlMs = options.minTtlS * 1000
-    this.#cache = new LRUCache({ max: options.maxEntries ?? DEFAULT_MAX_ENTRIES })
+    this.#cache = new LRUCache<string, EmbeddedToken, Mint>({
+      max: options.maxEntries ?? DEFAULT_MAX_ENTRIES,
+      // Entry lifetimes follow the injected clock, read on every lookup.
+      perf: { now: () => this.#clock.now() },
+      ttlResolution: 0,
+      // An evicted call still answers the requests waiting for it.
+      ignoreFetchAbort: true,
+      fetchMethod: async (_key, _stale, { context: mint, options: entry }) => {
+        const token = await mint()
+        // Served while it has at least the minimum left; 0 would mean "for ever", so never below 1.
+        entry.ttl = Math.max(1, this.#expiresAt(token) - this.#minTtlMs - this.#clock.now())
+        return token
+      }
+    })
   }
 
   get size (): number {
     return this.#cache.size
   }
 
-  /**
-   * A held token with enough life left, the answer of a call already in flight for the same
-   * user and kind, or a new one from `mint`. `reused` is false only for the caller whose call minted it.
-   */
-  async get (kind: EmbeddedKind, userId: string, mint: () => Promise<EmbeddedToken>): Promise<EmbeddedToken> {
+  /** A held token, the one a concurrent call is minting, or a new one; `reused` is false only for the caller that minted it. */
+  async get (kind: EmbeddedKind, userId: string, mint: Mint): Promise<EmbeddedToken> {
     const key = `${kind}\u0000${userId}`
-    const held = this.#cache.get(key)
-    if (held !== undefined) {
-      if (this.#remainingMs(held) >= this.#minTtlMs) return { ...held, reused: true }
-      this.#cache.delete(key)
-    }
-    const pending = this.#inflight.get(key)
-    if (pending !== undefined) return { ...await pending, reused: true }
-
-    const call = mint().then(token => {
-      this.#cache.set(key, token)
-      return token
-    }).finally(() => {
-      this.#inflight.delete(key)
-    })
-    this.#inflight.set(key, call)
-    return { ...await call, reused: false }
+    const status: LRUCache.Status<string, EmbeddedToken, Mint> = {}
+    const token = await this.#cache.fetch(key, { context: mint, status }) as EmbeddedToken
+    // Minted with less than the minimum left: handed out once, never again.
+    if (this.#expiresAt(token) - this.#clock.now() < this.#minTtlMs) this.#cache.delete(key)
+    return { ...token, reused: status.fetch !== 'miss' }
   }
 
-  #remainingMs (token: EmbeddedToken): number {
-    return token.issuedAt + token.expiresInS * 1000 - this.#clock.now()
+  #expiresAt (token: EmbeddedToken): number {
+    return token.issuedAt + token.expiresInS * 1000
   }
 }

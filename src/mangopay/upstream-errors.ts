@@ -1,7 +1,7 @@
 import { BrokerError } from '../errors.js'
 import { checkMangopayErrorBody, checkOAuthErrorBody } from './schemas.js'
-
-export type MangopayEndpoint = 'oauth' | 'recipient' | 'checkout'
+import type { UpstreamResponse } from './transport.js'
+import type { MangopayEndpoint } from './types.js'
 
 /** What the logs may say about a Mangopay error answer: never its raw body, never a secret. */
 export interface UpstreamErrorInfo {
@@ -67,4 +67,24 @@ export function errorForUpstreamStatus (info: UpstreamErrorInfo): BrokerError {
     return new BrokerError('upstream_error', 'Mangopay answered with a server error.', { logFields })
   }
   return new BrokerError('upstream_error', 'Mangopay refused to issue the token for this user.', { logFields })
+}
+
+/** The SPEC §2 error for a Mangopay error answer. */
+export function upstreamError (endpoint: MangopayEndpoint, response: UpstreamResponse): BrokerError {
+  return errorForUpstreamStatus(parseUpstreamError(endpoint, response.status, response.text))
+}
+
+/** A 200 answer's JSON; one that does not parse is a 502. */
+export function parseAnswer (endpoint: MangopayEndpoint, text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new BrokerError('upstream_error', 'Mangopay returned a malformed response.', { logFields: { mangopay: { endpoint, status: 200, invalid: 'json' } } })
+  }
+}
+
+/** A 200 answer that does not have the documented shape is a 502, never a 200 with a missing token. */
+export function invalidAnswer (endpoint: MangopayEndpoint): BrokerError {
+  const what = endpoint === 'oauth' ? 'OAuth' : 'token'
+  return new BrokerError('upstream_error', `Mangopay returned an invalid ${what} response.`, { logFields: { mangopay: { endpoint, status: 200, invalid: 'schema' } } })
 }

@@ -1,15 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { BearerEvent } from '../mangopay/bearer-store.js'
-import type { CircuitState } from '../mangopay/circuit-breaker.js'
-import type { CallEvent, EmbeddedKind } from '../mangopay/client.js'
-import type { QuotaSnapshot } from '../mangopay/quota.js'
+import type { BearerEvent, CallEvent, CircuitState, EmbeddedKind, Mangopay, MangopayEndpoint, MangopayObserver } from '../mangopay/index.js'
 import { commonHeaders, problemBody } from '../http/problem.js'
-import type { MangopayEndpoint } from '../mangopay/upstream-errors.js'
 
 /**
  * Prometheus metrics (SPEC §5). One Registry per app, never prom-client's global one, so
@@ -27,15 +23,10 @@ const CIRCUIT_VALUES: Record<CircuitState, number> = { closed: 0, half_open: 1, 
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-/** What the collectors read at scrape time; set once the Mangopay client exists. */
-export interface MetricsSources {
-  circuitState: () => CircuitState
-  quota: () => QuotaSnapshot
-  /** Epoch ms when the mTLS client certificate expires, when one is configured. */
-  certificateExpiresAt: () => number | undefined
-}
+/** What the collectors read at scrape time. */
+export type MetricsSources = Pick<Mangopay, 'circuitState' | 'quota' | 'certificateExpiresAt'>
 
-export class BrokerMetrics {
+export class BrokerMetrics implements MangopayObserver {
   readonly registry = new Registry()
   readonly tokensIssued: Counter<'kind'>
   readonly tokensRefused: Counter<'kind' | 'code'>
@@ -126,13 +117,11 @@ export class BrokerMetrics {
     })
   }
 
-  /** For the Mangopay client's `onResponse`. */
-  readonly observeMangopayResponse = (endpoint: MangopayEndpoint, status: number, _headers: IncomingHttpHeaders, durationMs: number): void => {
+  response (endpoint: MangopayEndpoint, status: number, durationMs: number): void {
     this.mangopayDuration.observe({ endpoint, status: String(status) }, durationMs / 1000)
   }
 
-  /** For the Mangopay client's `onBearerEvent`. */
-  readonly observeBearerEvent = (event: BearerEvent): void => {
+  bearer (event: BearerEvent): void {
     if (event.type === 'invalidated') {
       this.bearerInvalidations.inc()
       return
@@ -140,8 +129,7 @@ export class BrokerMetrics {
     this.bearerRefreshes.inc({ result: event.type === 'refreshed' ? 'success' : 'failure', background: String(event.background) })
   }
 
-  /** For the Mangopay client's `onCallEvent`. */
-  readonly observeCallEvent = (event: CallEvent): void => {
+  call (event: CallEvent): void {
     switch (event.type) {
       case 'failed':
         this.mangopayDuration.observe({ endpoint: event.endpoint, status: event.failure === 'timeout' ? 'timeout' : 'network_error' }, event.durationMs / 1000)

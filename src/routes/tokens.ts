@@ -2,14 +2,12 @@ import { hash } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
-import type { Authenticator } from '../auth/authenticator.js'
-import { checkCsrf } from '../auth/csrf.js'
-import { selectMangopayUser, type Session } from '../auth/session.js'
-import type { EmbeddedKind, EmbeddedToken, MangopayClient } from '../mangopay/client.js'
+import { checkCsrf, selectMangopayUser, type Authenticator, type Session } from '../auth/index.js'
+import type { EmbeddedKind, EmbeddedToken, Mangopay } from '../mangopay/index.js'
 import { isoFormatter, type Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import { withDeadline } from '../upstream/deadline.js'
-import { auditTokenIssued } from '../observability/access-log.js'
+import { withDeadline } from '../upstream/index.js'
+import { auditTokenIssued } from '../observability/index.js'
 import type { Lifecycle } from '../lifecycle.js'
 import type { TokenAnswer, TokenRequest } from '../wire.js'
 
@@ -53,15 +51,15 @@ declare module 'fastify' {
 }
 
 export interface TokenRoutesOptions {
-  client: MangopayClient
+  mangopay: Pick<Mangopay, 'mintEmbeddedToken'>
   lifecycle: Pick<Lifecycle, 'closing'>
   authenticator: Authenticator
   allowedOrigins: ReadonlySet<string>
   clock: Clock
-  /** The per-Mangopay-user limit (http/rate-limit.ts); runs after authorization, before any Mangopay call. */
+  /** The per-Mangopay-user limit (limits/); runs after authorization, before any Mangopay call. */
   rateLimit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
   /** The public part of the Mangopay settings: never the API key. */
-  mangopay: { clientId: string, environment: 'sandbox' | 'production', timeoutMs: number }
+  settings: { clientId: string, environment: 'sandbox' | 'production', timeoutMs: number }
 }
 
 /** Enough to correlate a token across logs and support tickets; useless to an attacker. */
@@ -70,8 +68,8 @@ export function tokenFingerprint (token: string): string {
 }
 
 export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
-  const { client, lifecycle, authenticator, allowedOrigins, clock, mangopay, rateLimit } = options
-  const environment = mangopay.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
+  const { mangopay, lifecycle, authenticator, allowedOrigins, clock, settings, rateLimit } = options
+  const environment = settings.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
   const toIso = isoFormatter()
 
@@ -83,7 +81,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
       expiresIn: Math.max(0, Math.floor((expiresAtMs - clock.now()) / 1000)),
       expiresAt: toIso(expiresAtMs),
       scope: token.scope,
-      clientId: mangopay.clientId,
+      clientId: settings.clientId,
       userId,
       environment
     }
@@ -108,8 +106,8 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     const { session, userId } = request.tokenContext
     // SPEC §4: MANGOPAY_TIMEOUT_MS is the whole request's deadline, counted from its arrival:
     // authentication (a forward-mode session call, a key-set fetch) has already spent some of it.
-    const budgetMs = Math.max(1, mangopay.timeoutMs - reply.elapsedTime)
-    const token = await withDeadline(budgetMs, deadline => client.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
+    const budgetMs = Math.max(1, settings.timeoutMs - reply.elapsedTime)
+    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
       event: 'embedded_token_issued',

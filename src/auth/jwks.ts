@@ -1,0 +1,163 @@
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, type JSONWebKeySet, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
+import type { FastifyBaseLogger } from 'fastify'
+import { JWKS_FETCH_TIMEOUT_MS } from '../config/index.js'
+import type { KeysVersion } from './types.js'
+
+/** The identity provider's key set could not be fetched (down, an error status, not a key set). */
+export class KeySetUnavailable extends Error {}
+
+export interface RemoteKeySet {
+  key: JWTVerifyGetKey
+  /** True when it can verify now (SPEC §2: every configured dependency answers). */
+  ready: () => Promise<boolean>
+  keysVersion: KeysVersion
+}
+
+/** jose stamps each key set it fetches with `Date.now()`; their ages are read on the same clock. */
+const joseNow = (): number => Date.now()
+
+/**
+ * While the key set cannot be fetched (the identity provider is down), the last one fetched
+ * keeps verifying tokens for up to this long after that fetch, rather than every sign-in failing
+ * once jose's 10-minute cache age has passed. No fetch could tell of a withdrawn key meanwhile.
+ */
+export const STALE_KEY_SET_MAX_MS = 24 * 60 * 60_000
+/**
+ * While fetches fail, one is tried at most this often, and the requests in between use the last
+ * set fetched without waiting (with no set to use, each request tries a fetch).
+ */
+export const KEY_SET_RETRY_MS = 30_000
+
+/**
+ * Where jose writes each key set it fetches (`jwks`), with when it fetched it (`uat`). Each set
+ * gets its version as it is written: a new one when its keys differ from the set before. The
+ * verify cache's entries belong to the version they were verified under, so versioning each
+ * write (not the set found when next looked at) also ends what was verified with a key that came
+ * and went between two looks.
+ */
+class FetchedKeySet {
+  uat: number | undefined = undefined
+  version = 0
+  #jwks: JSONWebKeySet | undefined = undefined
+  #text: string | undefined = undefined
+  #keys: JWTVerifyGetKey | undefined = undefined
+
+  get jwks (): JSONWebKeySet | undefined {
+    return this.#jwks
+  }
+
+  set jwks (jwks: JSONWebKeySet | undefined) {
+    const text = JSON.stringify(jwks)
+    if (text !== this.#text) {
+      this.#text = text
+      this.version++
+    }
+    this.#jwks = jwks
+    this.#keys = undefined
+  }
+
+  /** The set as a key source of its own, made when first needed after each write. */
+  keys (): JWTVerifyGetKey | undefined {
+    if (this.#keys === undefined && this.#jwks !== undefined) this.#keys = createLocalJWKSet(this.#jwks)
+    return this.#keys
+  }
+}
+
+export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): RemoteKeySet {
+  const fetched = new FetchedKeySet()
+  // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput })
+  let failedAt = -Infinity
+  const recentlyFailed = (): boolean => joseNow() - failedAt < KEY_SET_RETRY_MS
+
+  /** The last key set fetched, while it may stand in for one that cannot be fetched. */
+  function lastKnownKeys (): JWTVerifyGetKey | undefined {
+    const { uat } = fetched
+    return uat === undefined || joseNow() - uat >= STALE_KEY_SET_MAX_MS ? undefined : fetched.keys()
+  }
+
+  function fetchFailed (err: unknown): JWTVerifyGetKey | undefined {
+    const keys = lastKnownKeys()
+    // Once per outage: the first failure after a success (or after a cold start).
+    if (failedAt < (fetched.uat ?? 0)) {
+      const fetchedAt = fetched.uat === undefined ? undefined : new Date(fetched.uat).toISOString()
+      log?.warn({ auth: { jwks: 'unavailable', cause: (err as Error).message, lastFetchedAt: fetchedAt } }, keys === undefined
+        ? 'The identity provider\'s key set cannot be fetched; sign-ins fail until it can'
+        : 'The identity provider\'s key set cannot be fetched; verifying with the last one fetched meanwhile')
+    }
+    failedAt = joseNow()
+    return keys
+  }
+
+  /** Verified with the last key set fetched: a `kid` it lacks may be a new key the provider could not tell of. */
+  async function withLastKnown (keys: JWTVerifyGetKey, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
+    try {
+      return await keys(header, token)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey) throw new KeySetUnavailable('no key for the token in the last key set fetched', { cause: err })
+      throw err
+    }
+  }
+
+  // Ready while the fetched set is within its cache age, or when it can be fetched now. Not
+  // while the last one only stands in: SPEC §2 wants every configured dependency to answer, and
+  // an outage of the identity provider is news for whoever watches readiness, even while the
+  // broker rides it out.
+  const ready = async () => {
+    if (keySet.fresh) return true
+    try {
+      await keySet.reload()
+      return true
+    } catch (err) {
+      fetchFailed(err)
+      return false
+    }
+  }
+  /**
+   * Past its cache age the last set fetched still answers at once while a fetch runs in the
+   * background (stale-while-revalidate), so no request waits on the identity provider for a key
+   * the broker already has. Waiting would cost every request arriving during the fetch up to the
+   * fetch timeout when the provider does not answer, once per KEY_SET_RETRY_MS.
+   */
+  function refreshInBackground (): void {
+    if (keySet.reloading || recentlyFailed()) return
+    keySet.reload().catch((err: unknown) => { fetchFailed(err) })
+  }
+  const key: JWTVerifyGetKey = async (header, token) => {
+    const standIn = keySet.fresh ? undefined : lastKnownKeys()
+    if (standIn !== undefined) {
+      refreshInBackground()
+      // A fetch failed moments ago: waiting would only be for another failure.
+      if (recentlyFailed()) return await withLastKnown(standIn, header, token)
+      try {
+        return await standIn(header, token)
+      } catch (err) {
+        // A `kid` the last set lacks may be a new key: wait for the set below.
+        if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
+      }
+    }
+    try {
+      return await keySet(header, token)
+    } catch (err) {
+      // No usable key in a fetched set is the token's fault; any other failure is the fetch's.
+      if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) throw err
+      const keys = fetchFailed(err)
+      if (keys !== undefined) return await withLastKnown(keys, header, token)
+      throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
+    }
+  }
+  // For the verify cache: a refetch that brings the same keys keeps the version, so cached
+  // verifications outlive it; different keys (one withdrawn, one added) end them all.
+  const keysVersion: KeysVersion = () => {
+    if (fetched.uat === undefined) return undefined
+    if (!keySet.fresh) {
+      // Too old to stand in: nothing verified with it is honoured (the verifier fetches the set
+      // again, or answers 503).
+      if (lastKnownKeys() === undefined) return undefined
+      // Past its cache age: fetched again even when every request is answered from the cache.
+      refreshInBackground()
+    }
+    return fetched.version
+  }
+  return { key, ready, keysVersion }
+}

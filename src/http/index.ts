@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Lifecycle } from '../lifecycle.js'
+import cors from './cors.js'
+import problem from './problem.js'
+
+export { serverOptions } from './options.js'
+export { commonHeaders, problemBody, sendProblem } from './problem.js'
+
+export interface InboundOptions {
+  lifecycle: Lifecycle
+  /** CORS_ORIGINS, exact. */
+  origins: readonly string[]
+}
+
+/**
+ * What every browser-facing answer goes through: problem+json errors, exact-origin CORS, JSON
+ * bodies only, and the headers every answer carries.
+ */
+async function inbound (app: FastifyInstance, options: InboundOptions): Promise<void> {
+  const { lifecycle } = options
+  // Only JSON bodies: the rest get 415. An empty body with a JSON content type counts as none
+  // (SPEC §2 allows none). Prototype-poisoning keys are refused (400).
+  app.removeAllContentTypeParsers()
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, null)
+    parseJson(request, body as string, done)
+  })
+
+  // The access line writes a token request's audit with it (observability/access-log.ts).
+  app.decorateRequest('tokenAudit', null)
+
+  // Callback style: no promise per request for work that never waits.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    reply.header('x-request-id', request.id)
+    // Only GET /v1/client.js (a public script) sets its own caching; everything else is no-store.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
+    reply.header('x-content-type-options', 'nosniff')
+    // While draining, a finished answer closes its connection: close() waits for every
+    // connection, and one idle for the keep-alive timeout would outlast it.
+    if (lifecycle.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
+  })
+
+  await app.register(problem)
+  await app.register(cors, { origins: options.origins })
+}
+
+export default fp(inbound, { name: 'inbound', fastify: '5.x' })
