@@ -292,7 +292,7 @@ t.test('a lock whose SET answer came too late is released once Redis answers: th
   t.equal(one.emulator.control.minted.at(-1)?.bearer, b.mangopay.heldBearer()?.token)
   t.equal(await redis.exists(bearerKeys(prefix, new URL(one.emulator.url).href).lockKey), 0, 'no lock left behind')
   // Redis ran A's release at once; its answer reaches A behind the held-back one.
-  t.ok(await eventually(() => one.logs.lines().some(l => l.msg === 'a Mangopay bearer lock this instance lost track of was released')), 'A released it')
+  t.ok(await eventually(() => one.logs.lines().some(l => l.msg === 'a Redis lock this instance lost track of was released')), 'A released it')
 })
 
 t.test('a dead holder\'s lock is waited on until the waiting request\'s deadline, not until it expires', async t => {

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
+import { scripted, type ScriptedRedis } from '../redis/index.js'
 
 /**
  * Fixed-window counters for @fastify/rate-limit, in memory (one process) or in Redis (shared
@@ -76,31 +77,6 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 }
 
-// One round trip, atomic: count, start the window on the first hit, report what is left of it.
-// A key somehow left without expiry gets one, so nothing in Redis lives forever.
-const INCR_SCRIPT = `
-local current = redis.call('INCR', KEYS[1])
-if current == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return { current, ttl }
-`
-const READ_SCRIPT = `
-local current = redis.call('GET', KEYS[1])
-if not current then return { 0, 0 } end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then ttl = 0 end
-return { tonumber(current), ttl }
-`
-
-interface RateLimitCommands {
-  brokerRateLimitIncr (key: string, windowMs: number): Promise<[number, number]>
-  brokerRateLimitRead (key: string): Promise<[number, number]>
-}
-
 /**
  * A Redis failure fails closed: no token is issued without a working limit. It is an outage of
  * a dependency, not a fault of the broker's: 503 with Retry-After, so clients retry later.
@@ -114,15 +90,11 @@ function storeUnavailable (cause: unknown): BrokerError {
  * so Redis holds at most one small key per active user or IP per window.
  */
 export class RedisRateLimitStore implements RateLimitStore {
-  readonly #redis: Redis & RateLimitCommands
+  readonly #redis: ScriptedRedis
   readonly #namespace: string
 
   constructor (redis: Redis, namespace = 'rl:') {
-    if (!('brokerRateLimitIncr' in redis)) {
-      redis.defineCommand('brokerRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT })
-      redis.defineCommand('brokerRateLimitRead', { numberOfKeys: 1, lua: READ_SCRIPT })
-    }
-    this.#redis = redis as Redis & RateLimitCommands
+    this.#redis = scripted(redis)
     this.#namespace = namespace
   }
 

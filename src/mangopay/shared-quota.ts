@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../clock.js'
+import { scripted, type ScriptedRedis } from '../redis/index.js'
 import type { QuotaTracker } from './quota.js'
 
 /**
@@ -14,21 +15,6 @@ type BlockReason = 'reserve' | 'rate_limited'
 
 const DEFAULT_SYNC_INTERVAL_MS = 1000
 
-// Keeps the later of two blocks: a shorter one published afterwards must not shorten the pause.
-const PUBLISH_BLOCK = `
-local current = redis.call('GET', KEYS[1])
-if current then
-  local blocked = tonumber(string.match(current, '^(%d+)'))
-  if blocked and blocked >= tonumber(ARGV[1]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
-return 1
-`
-
-interface PublishBlock {
-  brokerQuotaBlock (key: string, until: string, reason: BlockReason, ttlMs: string): Promise<number>
-}
-
 export interface SharedQuotaViewOptions {
   /** The app's client: REDIS_KEY_PREFIX is its keyPrefix. */
   redis: Redis
@@ -40,7 +26,7 @@ export interface SharedQuotaViewOptions {
 }
 
 export class SharedQuotaView {
-  readonly #redis: Redis & PublishBlock
+  readonly #redis: ScriptedRedis
   readonly #clock: Clock
   readonly #log: FastifyBaseLogger
   readonly #key: string
@@ -49,10 +35,7 @@ export class SharedQuotaView {
   #syncing = false
 
   constructor (options: SharedQuotaViewOptions) {
-    if (!('brokerQuotaBlock' in options.redis)) {
-      options.redis.defineCommand('brokerQuotaBlock', { numberOfKeys: 1, lua: PUBLISH_BLOCK })
-    }
-    this.#redis = options.redis as Redis & PublishBlock
+    this.#redis = scripted(options.redis)
     this.#clock = options.clock
     this.#log = options.log
     this.#key = `quota:blocked:${options.scope}`

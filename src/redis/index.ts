@@ -1,6 +1,10 @@
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
+import { scripted, type ScriptedRedis } from './scripts.js'
+
+export { RedisLock } from './lock.js'
+export { scripted, type ScriptedRedis } from './scripts.js'
 
 /**
  * The app's one Redis client (REDIS_URL), shared by everything that keeps state across
@@ -8,7 +12,7 @@ import type { Config } from '../config/index.js'
  * is unreachable instead of queueing behind a browser request's deadline. The URL is never
  * logged: it may carry a password.
  */
-export function createRedisClient (config: NonNullable<Config['redis']>, log: FastifyBaseLogger): Redis {
+export function createRedisClient (config: NonNullable<Config['redis']>, log: FastifyBaseLogger): ScriptedRedis {
   const redis = new Redis(config.url, {
     keyPrefix: config.keyPrefix,
     connectTimeout: 2000,
@@ -27,7 +31,7 @@ export function createRedisClient (config: NonNullable<Config['redis']>, log: Fa
     if (reported) log.info('Redis is reachable again')
     reported = false
   })
-  return redis
+  return scripted(redis)
 }
 
 export async function closeRedisClient (redis: Redis): Promise<void> {
