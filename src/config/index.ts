@@ -1,9 +1,11 @@
-import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { CircuitSettings } from '../mangopay/circuit-breaker.js'
 import { loadTlsMaterial, type TlsSettings } from '../mangopay/tls.js'
+import { resolveSecretFiles } from './secret-files.js'
+
+export { readSecretFile } from './secret-files.js'
 
 /**
  * The one place the environment is read. `loadConfig` validates everything at once, so a bad
@@ -67,9 +69,6 @@ const EnvSchema = Type.Object({
   REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
 })
 type Env = Static<typeof EnvSchema>
-
-/** Variables that may instead be read from a file named by `<NAME>_FILE`. */
-const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL', 'MANGOPAY_TLS_PASSPHRASE'] as const
 
 export const MANGOPAY_BASE_URLS = {
   sandbox: 'https://api.sandbox.mangopay.com',
@@ -160,30 +159,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
     this.problems = problems
   }
-}
-
-/** A secret file's content; a trailing newline in the file is not part of the secret. */
-export function readSecretFile (path: string): string {
-  return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
-}
-
-/** Reads `<NAME>_FILE` secrets into `<NAME>`; a trailing newline in the file is not part of the secret. */
-function resolveSecretFiles (env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
-  const out = { ...env }
-  for (const name of SECRET_VARIABLES) {
-    const file = env[`${name}_FILE`]
-    if (file === undefined || file === '') continue
-    if (env[name] !== undefined && env[name] !== '') {
-      problems.push(`${name} and ${name}_FILE are both set; set only one`)
-      continue
-    }
-    try {
-      out[name] = readSecretFile(file)
-    } catch (err) {
-      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    }
-  }
-  return out
 }
 
 interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
@@ -451,8 +426,8 @@ function redisConfig (env: Env, problems: string[]): Config['redis'] {
 export function loadConfig (rawEnv: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = []
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
-  const present = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ''))
-  const data = resolveSecretFiles(present, problems)
+  const present = Object.fromEntries(Object.entries(rawEnv).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
+  const { values: data, files: secretFiles } = resolveSecretFiles(present, problems)
   checkNumberSyntax(data, problems)
 
   let env: Env
@@ -492,8 +467,8 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
       timeoutMs: env.MANGOPAY_TIMEOUT_MS,
       quotaReserve: env.MANGOPAY_QUOTA_RESERVE,
       reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S,
-      apiKeyFile: present.MANGOPAY_API_KEY_FILE,
-      tls: mangopayTls(env, present.MANGOPAY_TLS_PASSPHRASE_FILE, env.MANGOPAY_BASE_URL, problems),
+      apiKeyFile: secretFiles.MANGOPAY_API_KEY,
+      tls: mangopayTls(env, secretFiles.MANGOPAY_TLS_PASSPHRASE, env.MANGOPAY_BASE_URL, problems),
       retries: env.MANGOPAY_RETRIES,
       circuit: {
         failureThreshold: env.MANGOPAY_CIRCUIT_FAILURES,
