@@ -2,10 +2,11 @@ import { isIP } from 'node:net'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { CircuitSettings } from '../mangopay/circuit-breaker.js'
-import { loadTlsMaterial, type TlsSettings } from '../mangopay/tls.js'
 import { resolveSecretFiles } from './secret-files.js'
+import { loadTlsMaterial, type TlsSettings } from './tls-files.js'
 
 export { readSecretFile } from './secret-files.js'
+export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } from './tls-files.js'
 
 /**
  * The one place the environment is read. `loadConfig` validates everything at once, so a bad
