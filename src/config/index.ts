@@ -1,7 +1,6 @@
-import { isIP } from 'node:net'
-import envSchema from 'env-schema'
-import { Type, type Static } from 'typebox'
 import type { CircuitSettings } from '../mangopay/circuit-breaker.js'
+import { checkOrigins, checkTrustProxy, checkUrl, splitList, validateEnv } from './checks.js'
+import type { Env } from './schema.js'
 import { resolveSecretFiles } from './secret-files.js'
 import { loadTlsMaterial, type TlsSettings } from './tls-files.js'
 
@@ -13,63 +12,6 @@ export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } 
  * deployment fails at start-up with a single message naming every problem, and hands the rest
  * of the app small slices: only the Mangopay client ever sees the API key.
  */
-
-const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(def === undefined ? {} : { default: def }) })
-const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
-
-const EnvSchema = Type.Object({
-  HOST: Type.String({ default: '127.0.0.1', minLength: 1, pattern: '^\\S+$' }),
-  PORT: Port(3000),
-  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
-  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
-  HTTP_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 500, maximum: 120_000, default: 10_000 }),
-  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000 }),
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 65_000 }),
-  TRUST_PROXY: Type.Optional(Type.String()),
-
-  MANGOPAY_ENV: Type.Union([Type.Literal('sandbox'), Type.Literal('production')], { default: 'sandbox' }),
-  MANGOPAY_BASE_URL: Type.Optional(Text()),
-  MANGOPAY_CLIENT_ID: Text({ maxLength: 128 }),
-  MANGOPAY_API_KEY: Text(),
-  MANGOPAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
-  MANGOPAY_QUOTA_RESERVE: Type.Number({ minimum: 0, maximum: 0.95, default: 0.2 }),
-  EMBEDDED_TOKEN_REUSE_MIN_TTL_S: Type.Integer({ minimum: 0, maximum: 840, default: 0 }),
-  MANGOPAY_TLS_CERT_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_KEY_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_CA_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_PASSPHRASE: Type.Optional(Text()),
-  MANGOPAY_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 2 }),
-  MANGOPAY_CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
-  MANGOPAY_CIRCUIT_FAILURE_RATIO: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
-  MANGOPAY_CIRCUIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
-  MANGOPAY_CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
-  METRICS_PORT: Type.Optional(Port()),
-
-  AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
-  AUTH_JWKS_URL: Type.Optional(Text()),
-  AUTH_JWT_PUBLIC_KEY: Type.Optional(Text()),
-  AUTH_JWT_SECRET: Type.Optional(Text()),
-  AUTH_JWT_ALGORITHMS: Type.Optional(Text()),
-  AUTH_ISSUER: Type.Optional(Text()),
-  AUTH_AUDIENCE: Type.Optional(Text()),
-  AUTH_CLOCK_TOLERANCE_S: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
-  AUTH_COOKIE_NAME: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+\\-.^_`|~0-9A-Za-z]{1,64}$' })),
-  AUTH_USER_ID_CLAIM: Type.String({ minLength: 1, maxLength: 128, default: 'mangopay_user_id' }),
-  AUTH_FORWARD_URL: Type.Optional(Text()),
-  AUTH_FORWARD_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 300_000, default: 0 }),
-  AUTH_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 30_000, default: 2000 }),
-  DEV_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
-
-  CORS_ORIGINS: Type.String({ default: '' }),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
-  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
-  AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
-  AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
-
-  REDIS_URL: Type.Optional(Text()),
-  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
-})
-type Env = Static<typeof EnvSchema>
 
 export const MANGOPAY_BASE_URLS = {
   sandbox: 'https://api.sandbox.mangopay.com',
@@ -160,96 +102,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
     this.problems = problems
   }
-}
-
-interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
-
-const PLAIN_INTEGER = /^-?\d+$/
-const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/
-
-/**
- * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5', '') into a number setting: a typo
- * would be silently reinterpreted. Number settings must be written plainly; anything else that
- * is not a number at all gets the schema's own message.
- */
-function checkNumberSyntax (data: Record<string, unknown>, problems: string[]): void {
-  for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, { type?: unknown }>)) {
-    const value = data[name]
-    if (typeof value !== 'string' || !Number.isFinite(Number(value))) continue
-    if (schema.type === 'integer' && !PLAIN_INTEGER.test(value)) problems.push(`${name} must be written as a whole number in decimal`)
-    if (schema.type === 'number' && !PLAIN_DECIMAL.test(value)) problems.push(`${name} must be written as a decimal number`)
-  }
-}
-
-function describeSchemaIssue (issue: AjvIssue): string {
-  if (issue.keyword === 'required') return `${String(issue.params.missingProperty)} is required`
-  const name = issue.instancePath.replace(/^\//, '')
-  if (issue.keyword === 'anyOf' || issue.keyword === 'enum' || issue.keyword === 'const') {
-    const allowed = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const: string }> }>)[name]?.anyOf?.map(s => s.const)
-    return `${name} must be one of ${allowed?.join(', ') ?? 'the allowed values'}`
-  }
-  if (issue.keyword === 'pattern') return `${name} has an invalid format`
-  return `${name} ${issue.message ?? 'is invalid'}`
-}
-
-function splitList (value: string | undefined): string[] {
-  return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
-}
-
-function isLoopbackHost (hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '')
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
-}
-
-/** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
-function checkUrl (name: string, value: string, problems: string[]): string | undefined {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    problems.push(`${name} must be an absolute URL`)
-    return undefined
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-    problems.push(`${name} must use https (plain http is allowed only for loopback hosts)`)
-    return undefined
-  }
-  if (url.username !== '' || url.password !== '') {
-    problems.push(`${name} must not contain credentials`)
-    return undefined
-  }
-  return url.href
-}
-
-function checkOrigins (value: string, problems: string[]): string[] {
-  const origins: string[] = []
-  for (const entry of splitList(value)) {
-    let origin: string | undefined
-    try {
-      origin = new URL(entry).origin
-    } catch {}
-    // WHATWG URL accepts `*` in a host name, so a wildcard pattern has to be refused by hand.
-    if (origin === undefined || origin === 'null' || origin !== entry.replace(/\/$/, '') || entry.includes('*')) {
-      problems.push(`CORS_ORIGINS: "${entry}" is not an exact origin like https://app.example.com (no wildcard, path or trailing text)`)
-      continue
-    }
-    origins.push(origin)
-  }
-  return origins
-}
-
-function checkTrustProxy (value: string | undefined, problems: string[]): string[] {
-  const entries = splitList(value)
-  for (const entry of entries) {
-    const [address, bits, ...rest] = entry.split('/')
-    const family = isIP(address ?? '')
-    const maxBits = family === 6 ? 128 : 32
-    const validBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits)
-    if (family === 0 || !validBits || rest.length > 0) {
-      problems.push(`TRUST_PROXY: "${entry}" is not an IP address or CIDR range`)
-    }
-  }
-  return entries
 }
 
 function jwtAlgorithms (env: Env, key: JwtKeySource, problems: string[]): JwtAlgorithm[] {
@@ -429,14 +281,8 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
   const present = Object.fromEntries(Object.entries(rawEnv).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
   const { values: data, files: secretFiles } = resolveSecretFiles(present, problems)
-  checkNumberSyntax(data, problems)
-
-  let env: Env
-  try {
-    env = envSchema<Env>({ schema: EnvSchema, data, env: false, dotenv: false })
-  } catch (err) {
-    const issues = (err as { errors?: AjvIssue[] }).errors ?? []
-    problems.push(...new Set(issues.filter(i => i.keyword !== 'type' || !issues.some(o => o !== i && o.instancePath === i.instancePath && o.keyword === 'anyOf')).map(describeSchemaIssue)))
+  const env = validateEnv(data, problems)
+  if (env === undefined) {
     // The cross-field checks still run on the raw values, so one start-up lists every problem.
     try {
       crossFieldChecks(data as unknown as Env, problems)
