@@ -1,5 +1,5 @@
-import { isIP } from 'node:net'
 import envSchema from 'env-schema'
+import ipaddr from 'ipaddr.js'
 import { EnvSchema, type Env } from './schema.js'
 
 /** Checks shared by the sections, and the wording of the schema's own problems. */
@@ -38,9 +38,10 @@ export function splitList (value: string | undefined): string[] {
   return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
 }
 
-export function isLoopbackHost (hostname: string): boolean {
+/** 127.0.0.0/8, ::1 or localhost, as URL.hostname writes them. */
+function isLoopbackHost (hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '')
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
+  return host === 'localhost' || (ipaddr.isValid(host) && ipaddr.parse(host).range() === 'loopback')
 }
 
 /** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
@@ -80,16 +81,16 @@ export function checkOrigins (value: string, problems: string[]): string[] {
   return origins
 }
 
+/** IPv4 in plain dotted decimal only: ipaddr.js alone would also read `127.1` or `0x7f.0.0.1`. */
+function isAddressOrRange (entry: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(entry) || ipaddr.IPv4.isValidCIDRFourPartDecimal(entry) ||
+    ipaddr.IPv6.isValid(entry) || ipaddr.IPv6.isValidCIDR(entry)
+}
+
 export function checkTrustProxy (value: string | undefined, problems: string[]): string[] {
   const entries = splitList(value)
   for (const entry of entries) {
-    const [address, bits, ...rest] = entry.split('/')
-    const family = isIP(address ?? '')
-    const maxBits = family === 6 ? 128 : 32
-    const validBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits)
-    if (family === 0 || !validBits || rest.length > 0) {
-      problems.push(`TRUST_PROXY: "${entry}" is not an IP address or CIDR range`)
-    }
+    if (!isAddressOrRange(entry)) problems.push(`TRUST_PROXY: "${entry}" is not an IP address or CIDR range`)
   }
   return entries
 }
