@@ -10,9 +10,8 @@ const PLAIN_INTEGER = /^-?\d+$/
 const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/
 
 /**
- * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5', '') into a number setting: a typo
- * would be silently reinterpreted. Number settings must be written plainly; anything else that
- * is not a number at all gets the schema's own message.
+ * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5') into a number, so a typo would be
+ * reinterpreted silently: number settings must be written plainly.
  */
 function checkNumberSyntax (data: Record<string, unknown>, problems: string[]): void {
   for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, { type?: unknown }>)) {

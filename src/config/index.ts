@@ -3,13 +3,12 @@ import { validateEnv } from './checks.js'
 import { mangopayConfig } from './mangopay.js'
 import { redisConfig } from './redis.js'
 import type { Env } from './schema.js'
-import { resolveSecretFiles, type SecretVariable } from './secret-files.js'
+import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
 import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
 
 /**
- * The one place the environment is read. `loadConfig` validates everything at once, so a bad
- * deployment fails at start-up with a single message naming every problem, and hands the rest
- * of the app small slices: only the Mangopay client ever sees the API key.
+ * The one place the environment is read: every problem at start-up in one ConfigError, and small
+ * slices for the rest of the app (only the Mangopay client sees the API key).
  */
 
 export { JWKS_FETCH_TIMEOUT_MS, type AuthConfig, type JwtAlgorithm, type JwtConfig, type JwtKeySource } from './auth.js'
@@ -28,7 +27,7 @@ export class ConfigError extends Error {
   }
 }
 
-function buildConfig (env: Env, secretFiles: Partial<Record<SecretVariable, string>>, problems: string[]) {
+function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
   return {
     server: serverConfig(env, problems),
     logLevel: env.LOG_LEVEL,
@@ -45,10 +44,7 @@ function buildConfig (env: Env, secretFiles: Partial<Record<SecretVariable, stri
 
 export type Config = ReturnType<typeof buildConfig>
 
-/**
- * Validates `env` (normally `process.env`) and returns the config, or throws one ConfigError
- * listing every problem found.
- */
+/** Reads `rawEnv` (normally `process.env`): the config, or one ConfigError listing every problem. */
 export function loadConfig (rawEnv: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = []
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
@@ -69,9 +65,8 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
 }
 
 /**
- * How long shutdown may take before close-with-grace gives up and exits 1: the drain delay,
- * then the longest a token request already in flight can still run (its deadline, or a
- * forward-mode session call or key-set fetch that outlasts it), and a margin; never under 15 s.
+ * How long shutdown may take before close-with-grace exits 1: the drain delay, then the longest an
+ * in-flight request can run (deadline, session call or key-set fetch) plus 5 s; never under 15 s.
  */
 export function shutdownGraceMs (config: Config): number {
   const longestRequestMs = Math.max(config.mangopay.timeoutMs, config.auth.forward?.timeoutMs ?? 0, JWKS_FETCH_TIMEOUT_MS)

@@ -1,6 +1,6 @@
 import { checkUrl } from './checks.js'
 import type { Env } from './schema.js'
-import type { SecretVariable } from './secret-files.js'
+import type { SecretFiles } from './secret-files.js'
 import { loadTlsMaterial, type TlsFiles, type TlsSettings } from './tls-files.js'
 
 /** How the broker reaches Mangopay (SPEC §4): where, with which credentials, and how carefully. */
@@ -74,7 +74,7 @@ function mangopayTls (env: Env, passphraseFile: string | undefined, problems: st
   return material === undefined ? undefined : { files, material }
 }
 
-export function mangopayConfig (env: Env, secretFiles: Partial<Record<SecretVariable, string>>, problems: string[]) {
+export function mangopayConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
   const baseUrl = env.MANGOPAY_BASE_URL === undefined
     ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV]
     : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs'
 
 /** Variables that may instead be read from a file named by `<NAME>_FILE`. */
 const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL', 'MANGOPAY_TLS_PASSPHRASE'] as const
-export type SecretVariable = typeof SECRET_VARIABLES[number]
+type SecretVariable = typeof SECRET_VARIABLES[number]
+/** The `<NAME>_FILE` paths that were given, by `<NAME>`. */
+export type SecretFiles = Partial<Record<SecretVariable, string>>
 
 /** A secret file's content; a trailing newline in the file is not part of the secret. */
 export function readSecretFile (path: string): string {
@@ -14,12 +16,10 @@ export function unreadable (name: string, path: string, err: unknown): string {
   return `${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`
 }
 
-/**
- * Reads `<NAME>_FILE` secrets into `<NAME>`. `files` keeps the paths, so SIGHUP can read them again.
- */
-export function resolveSecretFiles (env: Record<string, string>, problems: string[]): { values: Record<string, string>, files: Partial<Record<SecretVariable, string>> } {
+/** Reads `<NAME>_FILE` secrets into `<NAME>`; `files` keeps the paths, so SIGHUP can read them again. */
+export function resolveSecretFiles (env: Record<string, string>, problems: string[]): { values: Record<string, string>, files: SecretFiles } {
   const values = { ...env }
-  const files: Partial<Record<SecretVariable, string>> = {}
+  const files: SecretFiles = {}
   for (const name of SECRET_VARIABLES) {
     const file = env[`${name}_FILE`]
     if (file === undefined) continue
