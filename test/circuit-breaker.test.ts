@@ -1,6 +1,7 @@
 import t from 'tap'
 import { ManualClock } from './manual-clock.js'
-import { CircuitBreaker, type CircuitPermit, type CircuitSettings, type CircuitTransition } from '../src/mangopay/circuit-breaker.js'
+import type { CircuitSettings } from '../src/config/index.js'
+import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from '../src/mangopay/circuit-breaker.js'
 import { buildTestApp, post, tokenFor, USER_A } from './helpers.js'
 
 /**

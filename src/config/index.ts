@@ -1,156 +1,21 @@
-import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
-import envSchema from 'env-schema'
-import { Type, type Static } from 'typebox'
-import type { CircuitSettings } from '../mangopay/circuit-breaker.js'
-import { loadTlsMaterial, type TlsSettings } from '../mangopay/tls.js'
+import { authConfig, JWKS_FETCH_TIMEOUT_MS } from './auth.js'
+import { validateEnv } from './checks.js'
+import { mangopayConfig } from './mangopay.js'
+import { redisConfig } from './redis.js'
+import type { Env } from './schema.js'
+import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
+import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
 
 /**
- * The one place the environment is read. `loadConfig` validates everything at once, so a bad
- * deployment fails at start-up with a single message naming every problem, and hands the rest
- * of the app small slices: only the Mangopay client ever sees the API key.
+ * The one place the environment is read: every problem at start-up in one ConfigError, and small
+ * slices for the rest of the app (only the Mangopay client sees the API key).
  */
 
-const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(def === undefined ? {} : { default: def }) })
-const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
-
-const EnvSchema = Type.Object({
-  HOST: Type.String({ default: '127.0.0.1', minLength: 1, pattern: '^\\S+$' }),
-  PORT: Port(3000),
-  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
-  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
-  HTTP_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 500, maximum: 120_000, default: 10_000 }),
-  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000 }),
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 65_000 }),
-  TRUST_PROXY: Type.Optional(Type.String()),
-
-  MANGOPAY_ENV: Type.Union([Type.Literal('sandbox'), Type.Literal('production')], { default: 'sandbox' }),
-  MANGOPAY_BASE_URL: Type.Optional(Text()),
-  MANGOPAY_CLIENT_ID: Text({ maxLength: 128 }),
-  MANGOPAY_API_KEY: Text(),
-  MANGOPAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
-  MANGOPAY_QUOTA_RESERVE: Type.Number({ minimum: 0, maximum: 0.95, default: 0.2 }),
-  EMBEDDED_TOKEN_REUSE_MIN_TTL_S: Type.Integer({ minimum: 0, maximum: 840, default: 0 }),
-  MANGOPAY_TLS_CERT_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_KEY_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_CA_FILE: Type.Optional(Text()),
-  MANGOPAY_TLS_PASSPHRASE: Type.Optional(Text()),
-  MANGOPAY_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 2 }),
-  MANGOPAY_CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
-  MANGOPAY_CIRCUIT_FAILURE_RATIO: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
-  MANGOPAY_CIRCUIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
-  MANGOPAY_CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
-  METRICS_PORT: Type.Optional(Port()),
-
-  AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
-  AUTH_JWKS_URL: Type.Optional(Text()),
-  AUTH_JWT_PUBLIC_KEY: Type.Optional(Text()),
-  AUTH_JWT_SECRET: Type.Optional(Text()),
-  AUTH_JWT_ALGORITHMS: Type.Optional(Text()),
-  AUTH_ISSUER: Type.Optional(Text()),
-  AUTH_AUDIENCE: Type.Optional(Text()),
-  AUTH_CLOCK_TOLERANCE_S: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
-  AUTH_COOKIE_NAME: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+\\-.^_`|~0-9A-Za-z]{1,64}$' })),
-  AUTH_USER_ID_CLAIM: Type.String({ minLength: 1, maxLength: 128, default: 'mangopay_user_id' }),
-  AUTH_FORWARD_URL: Type.Optional(Text()),
-  AUTH_FORWARD_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 300_000, default: 0 }),
-  AUTH_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 30_000, default: 2000 }),
-  DEV_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
-
-  CORS_ORIGINS: Type.String({ default: '' }),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
-  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
-  AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
-  AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
-
-  REDIS_URL: Type.Optional(Text()),
-  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
-})
-type Env = Static<typeof EnvSchema>
-
-/** Variables that may instead be read from a file named by `<NAME>_FILE`. */
-const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL', 'MANGOPAY_TLS_PASSPHRASE'] as const
-
-export const MANGOPAY_BASE_URLS = {
-  sandbox: 'https://api.sandbox.mangopay.com',
-  production: 'https://api.mangopay.com'
-} as const
-
-export type JwtAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA' | 'HS256' | 'HS384' | 'HS512'
-const ASYMMETRIC_ALGORITHMS: readonly JwtAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
-const HMAC_ALGORITHMS: readonly JwtAlgorithm[] = ['HS256', 'HS384', 'HS512']
-
-export interface ServerConfig {
-  host: string
-  port: number
-  shutdownDelayMs: number
-  /** A client must finish sending its headers within this (slow-header attacks). */
-  headersTimeoutMs: number
-  /** A whole request (headers and body) must arrive within this. */
-  requestTimeoutMs: number
-  /** Idle keep-alive connections close after this; keep it above the load balancer's idle timeout. */
-  keepAliveTimeoutMs: number
-  /** Addresses/CIDRs whose X-Forwarded-For is believed; empty = none. */
-  trustProxy: string[]
-}
-
-export interface MangopayConfig {
-  environment: 'sandbox' | 'production'
-  baseUrl: string
-  clientId: string
-  apiKey: string
-  timeoutMs: number
-  quotaReserve: number
-  reuseMinTtlS: number
-  /** Where the API key was read from, so SIGHUP can read it again; undefined when given inline. */
-  apiKeyFile: string | undefined
-  /** mTLS material and the files it came from (SIGHUP re-reads them). */
-  tls: TlsSettings | undefined
-  /** Retries of a failed call (network error or 5xx), 0–2. */
-  retries: number
-  circuit: CircuitSettings
-}
-
-export type JwtKeySource =
-  | { kind: 'jwks', url: string }
-  | { kind: 'public-key', pem: string }
-  | { kind: 'secret', secret: string }
-
-export interface JwtConfig {
-  key: JwtKeySource
-  algorithms: JwtAlgorithm[]
-  issuer: string
-  audience: string
-  clockToleranceS: number
-}
-
-export interface AuthConfig {
-  mode: 'jwt' | 'forward' | 'dev'
-  userIdClaim: string
-  cookieName: string | undefined
-  jwt: JwtConfig | undefined
-  forward: { url: string, cacheTtlMs: number, timeoutMs: number } | undefined
-  dev: { sessionSecret: string | undefined } | undefined
-}
-
-export interface Config {
-  server: ServerConfig
-  logLevel: string
-  mangopay: MangopayConfig
-  auth: AuthConfig
-  cors: { origins: string[] }
-  rateLimit: {
-    max: number
-    windowMs: number
-    /** Failed authentications allowed per client address per `failedAuthWindowMs`. */
-    failedAuthMax: number
-    failedAuthWindowMs: number
-  }
-  /** Shared state for every instance; the URL may hold a password (it is a secret). */
-  redis: { url: string, keyPrefix: string } | undefined
-  /** `/metrics` on its own port when set, instead of the public one. */
-  metrics: { port: number | undefined }
-}
+export { JWKS_FETCH_TIMEOUT_MS, type AuthConfig, type JwtAlgorithm, type JwtConfig, type JwtKeySource } from './auth.js'
+export { MANGOPAY_BASE_URLS, type CircuitSettings, type MangopayConfig } from './mangopay.js'
+export { readSecretFile } from './secret-files.js'
+export type { ServerConfig } from './server.js'
+export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } from './tls-files.js'
 
 export class ConfigError extends Error {
   readonly problems: string[]
@@ -162,369 +27,46 @@ export class ConfigError extends Error {
   }
 }
 
-/** A secret file's content; a trailing newline in the file is not part of the secret. */
-export function readSecretFile (path: string): string {
-  return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
-}
-
-/** Reads `<NAME>_FILE` secrets into `<NAME>`; a trailing newline in the file is not part of the secret. */
-function resolveSecretFiles (env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
-  const out = { ...env }
-  for (const name of SECRET_VARIABLES) {
-    const file = env[`${name}_FILE`]
-    if (file === undefined || file === '') continue
-    if (env[name] !== undefined && env[name] !== '') {
-      problems.push(`${name} and ${name}_FILE are both set; set only one`)
-      continue
-    }
-    try {
-      out[name] = readSecretFile(file)
-    } catch (err) {
-      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    }
-  }
-  return out
-}
-
-interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
-
-const PLAIN_INTEGER = /^-?\d+$/
-const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/
-
-/**
- * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5', '') into a number setting: a typo
- * would be silently reinterpreted. Number settings must be written plainly; anything else that
- * is not a number at all gets the schema's own message.
- */
-function checkNumberSyntax (data: Record<string, unknown>, problems: string[]): void {
-  for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, { type?: unknown }>)) {
-    const value = data[name]
-    if (typeof value !== 'string' || !Number.isFinite(Number(value))) continue
-    if (schema.type === 'integer' && !PLAIN_INTEGER.test(value)) problems.push(`${name} must be written as a whole number in decimal`)
-    if (schema.type === 'number' && !PLAIN_DECIMAL.test(value)) problems.push(`${name} must be written as a decimal number`)
-  }
-}
-
-function describeSchemaIssue (issue: AjvIssue): string {
-  if (issue.keyword === 'required') return `${String(issue.params.missingProperty)} is required`
-  const name = issue.instancePath.replace(/^\//, '')
-  if (issue.keyword === 'anyOf' || issue.keyword === 'enum' || issue.keyword === 'const') {
-    const allowed = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const: string }> }>)[name]?.anyOf?.map(s => s.const)
-    return `${name} must be one of ${allowed?.join(', ') ?? 'the allowed values'}`
-  }
-  if (issue.keyword === 'pattern') return `${name} has an invalid format`
-  return `${name} ${issue.message ?? 'is invalid'}`
-}
-
-function splitList (value: string | undefined): string[] {
-  return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
-}
-
-function isLoopbackHost (hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '')
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
-}
-
-/** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
-function checkUrl (name: string, value: string, problems: string[]): string | undefined {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    problems.push(`${name} must be an absolute URL`)
-    return undefined
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-    problems.push(`${name} must use https (plain http is allowed only for loopback hosts)`)
-    return undefined
-  }
-  if (url.username !== '' || url.password !== '') {
-    problems.push(`${name} must not contain credentials`)
-    return undefined
-  }
-  return url.href
-}
-
-function checkOrigins (value: string, problems: string[]): string[] {
-  const origins: string[] = []
-  for (const entry of splitList(value)) {
-    let origin: string | undefined
-    try {
-      origin = new URL(entry).origin
-    } catch {}
-    // WHATWG URL accepts `*` in a host name, so a wildcard pattern has to be refused by hand.
-    if (origin === undefined || origin === 'null' || origin !== entry.replace(/\/$/, '') || entry.includes('*')) {
-      problems.push(`CORS_ORIGINS: "${entry}" is not an exact origin like https://app.example.com (no wildcard, path or trailing text)`)
-      continue
-    }
-    origins.push(origin)
-  }
-  return origins
-}
-
-function checkTrustProxy (value: string | undefined, problems: string[]): string[] {
-  const entries = splitList(value)
-  for (const entry of entries) {
-    const [address, bits, ...rest] = entry.split('/')
-    const family = isIP(address ?? '')
-    const maxBits = family === 6 ? 128 : 32
-    const validBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits)
-    if (family === 0 || !validBits || rest.length > 0) {
-      problems.push(`TRUST_PROXY: "${entry}" is not an IP address or CIDR range`)
-    }
-  }
-  return entries
-}
-
-function jwtAlgorithms (env: Env, key: JwtKeySource, problems: string[]): JwtAlgorithm[] {
-  const allowedForKey = key.kind === 'secret' ? HMAC_ALGORITHMS : ASYMMETRIC_ALGORITHMS
-  const requested = splitList(env.AUTH_JWT_ALGORITHMS)
-  if (requested.length === 0) return key.kind === 'secret' ? ['HS256'] : ['RS256', 'PS256', 'ES256', 'EdDSA']
-  const algorithms: JwtAlgorithm[] = []
-  for (const alg of requested) {
-    if ((allowedForKey as readonly string[]).includes(alg)) {
-      algorithms.push(alg as JwtAlgorithm)
-    } else {
-      problems.push(`AUTH_JWT_ALGORITHMS: "${alg}" is not allowed with ${key.kind === 'secret' ? 'an HMAC secret' : 'public keys'} (allowed: ${allowedForKey.join(', ')})`)
-    }
-  }
-  return algorithms
-}
-
-function jwtConfig (env: Env, problems: string[]): JwtConfig | undefined {
-  const sources: JwtKeySource[] = []
-  if (env.AUTH_JWKS_URL !== undefined) {
-    const url = checkUrl('AUTH_JWKS_URL', env.AUTH_JWKS_URL, problems)
-    if (url !== undefined) sources.push({ kind: 'jwks', url })
-  }
-  if (env.AUTH_JWT_PUBLIC_KEY !== undefined) {
-    if (!/-----BEGIN PUBLIC KEY-----/.test(env.AUTH_JWT_PUBLIC_KEY)) problems.push('AUTH_JWT_PUBLIC_KEY must be a PEM "PUBLIC KEY" (SPKI)')
-    else sources.push({ kind: 'public-key', pem: env.AUTH_JWT_PUBLIC_KEY })
-  }
-  if (env.AUTH_JWT_SECRET !== undefined) {
-    if (Buffer.byteLength(env.AUTH_JWT_SECRET) < 32) problems.push('AUTH_JWT_SECRET must be at least 32 bytes')
-    else sources.push({ kind: 'secret', secret: env.AUTH_JWT_SECRET })
-  }
-  const given = [env.AUTH_JWKS_URL, env.AUTH_JWT_PUBLIC_KEY, env.AUTH_JWT_SECRET].filter(v => v !== undefined).length
-  if (given === 0) problems.push('AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE) or AUTH_JWT_SECRET(_FILE)')
-  if (given > 1) problems.push('set only one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE), AUTH_JWT_SECRET(_FILE)')
-  if (env.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER is required when AUTH_MODE=jwt')
-  if (env.AUTH_AUDIENCE === undefined) problems.push('AUTH_AUDIENCE is required when AUTH_MODE=jwt')
-  const key = sources[0]
-  if (given !== 1 || key === undefined || env.AUTH_ISSUER === undefined || env.AUTH_AUDIENCE === undefined) return undefined
+function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
   return {
-    key,
-    algorithms: jwtAlgorithms(env, key, problems),
-    issuer: env.AUTH_ISSUER,
-    audience: env.AUTH_AUDIENCE,
-    clockToleranceS: env.AUTH_CLOCK_TOLERANCE_S
+    server: serverConfig(env, problems),
+    logLevel: env.LOG_LEVEL,
+    mangopay: mangopayConfig(env, secretFiles, problems),
+    auth: authConfig(env, problems),
+    cors: corsConfig(env, problems),
+    rateLimit: rateLimitConfig(env),
+    /** Shared state for every instance; the URL may hold a password (it is a secret). */
+    redis: redisConfig(env, problems),
+    /** `/metrics` on its own port when set, instead of the public one. */
+    metrics: metricsConfig(env, problems)
   }
 }
 
-function authConfig (env: Env, problems: string[]): AuthConfig {
-  const auth: AuthConfig = {
-    mode: env.AUTH_MODE,
-    userIdClaim: env.AUTH_USER_ID_CLAIM,
-    cookieName: env.AUTH_COOKIE_NAME,
-    jwt: undefined,
-    forward: undefined,
-    dev: undefined
-  }
-  if (env.AUTH_MODE === 'jwt') auth.jwt = jwtConfig(env, problems)
-  if (env.AUTH_MODE === 'forward') {
-    if (env.AUTH_FORWARD_URL === undefined) problems.push('AUTH_FORWARD_URL is required when AUTH_MODE=forward')
-    const url = env.AUTH_FORWARD_URL === undefined ? undefined : checkUrl('AUTH_FORWARD_URL', env.AUTH_FORWARD_URL, problems)
-    if (url !== undefined) auth.forward = { url, cacheTtlMs: env.AUTH_FORWARD_CACHE_TTL_MS, timeoutMs: env.AUTH_FORWARD_TIMEOUT_MS }
-  }
-  if (env.AUTH_MODE === 'dev') {
-    if (env.MANGOPAY_ENV === 'production') problems.push('AUTH_MODE=dev is refused when MANGOPAY_ENV=production')
-    auth.dev = { sessionSecret: env.DEV_SESSION_SECRET }
-  }
-  return auth
-}
+export type Config = ReturnType<typeof buildConfig>
 
-/** HTTP Basic (RFC 7617) cannot carry a user id with a colon: Mangopay would read another client id. */
-function checkClientId (clientId: string | undefined, problems: string[]): void {
-  if (clientId?.includes(':') === true) problems.push('MANGOPAY_CLIENT_ID must not contain ":" (it cannot be sent in HTTP Basic authentication)')
-}
-
-/** The checks `loadConfig` makes beyond the schema, for when the schema already failed. */
-function crossFieldChecks (env: Env, problems: string[]): void {
-  const baseUrl = env.MANGOPAY_BASE_URL === undefined ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV] : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
-  checkHostEnvironment(env, baseUrl, problems)
-  checkClientId(env.MANGOPAY_CLIENT_ID, problems)
-  checkTrustProxy(env.TRUST_PROXY, problems)
-  authConfig(env, problems)
-  checkOrigins(env.CORS_ORIGINS ?? '', problems)
-  redisConfig(env, problems)
-  mangopayTls(env, undefined, env.MANGOPAY_BASE_URL, problems)
-  metricsConfig(env, problems)
-}
-
-/** The failure-ratio rule needs this many calls in its window before it judges. */
-const CIRCUIT_MINIMUM_CALLS = 20
-const PUBLIC_MANGOPAY_HOSTS = new Set(['api.mangopay.com', 'api.sandbox.mangopay.com'])
-/** Mangopay's own hosts, standard and mTLS, by the environment they belong to. */
-const MANGOPAY_HOST_ENVIRONMENTS: Readonly<Record<string, 'sandbox' | 'production'>> = {
-  'api.mangopay.com': 'production',
-  'api-mtls.mangopay.com': 'production',
-  'api.sandbox.mangopay.com': 'sandbox',
-  'api-mtls.sandbox.mangopay.com': 'sandbox'
-}
-
-/**
- * A MANGOPAY_BASE_URL on one of Mangopay's own hosts must belong to MANGOPAY_ENV: otherwise
- * answers would name the wrong `environment`, and AUTH_MODE=dev (refused with production) could
- * mint production tokens through a sandbox setting.
- */
-function checkHostEnvironment (env: Env, baseUrl: string | undefined, problems: string[]): void {
-  let url: URL | undefined
-  try {
-    url = baseUrl === undefined ? undefined : new URL(baseUrl)
-  } catch {}
-  if (url === undefined) return
-  // The broker adds /v2.01/… itself: a base URL carrying it would call /v2.01/v2.01/….
-  if (/\/v2\.01\/?$/i.test(url.pathname)) problems.push('MANGOPAY_BASE_URL must not end with /v2.01: the broker adds the API version itself')
-  const host = mangopayHost(url)
-  const belongsTo = MANGOPAY_HOST_ENVIRONMENTS[host]
-  if (belongsTo !== undefined && belongsTo !== env.MANGOPAY_ENV) {
-    problems.push(`MANGOPAY_BASE_URL is Mangopay's ${belongsTo} host but MANGOPAY_ENV=${env.MANGOPAY_ENV}`)
-  }
-  // Mangopay's mTLS hosts refuse a connection without a client certificate.
-  if (host.startsWith('api-mtls.') && belongsTo !== undefined && env.MANGOPAY_TLS_CERT_FILE === undefined) {
-    problems.push('MANGOPAY_BASE_URL is an api-mtls host: set MANGOPAY_TLS_CERT_FILE and MANGOPAY_TLS_KEY_FILE (the client certificate it requires)')
-  }
-}
-
-/** A URL's host name as Mangopay's are listed: `api.mangopay.com.` (the fully qualified form) is `api.mangopay.com`. */
-function mangopayHost (url: URL): string {
-  return url.hostname.replace(/\.$/, '')
-}
-
-/** mTLS files (SPEC §4): read and checked now, so a bad certificate stops start-up. */
-function mangopayTls (env: Env, passphraseFile: string | undefined, baseUrl: string | undefined, problems: string[]): TlsSettings | undefined {
-  const files = {
-    ...(env.MANGOPAY_TLS_CERT_FILE === undefined ? {} : { certFile: env.MANGOPAY_TLS_CERT_FILE }),
-    ...(env.MANGOPAY_TLS_KEY_FILE === undefined ? {} : { keyFile: env.MANGOPAY_TLS_KEY_FILE }),
-    ...(env.MANGOPAY_TLS_CA_FILE === undefined ? {} : { caFile: env.MANGOPAY_TLS_CA_FILE }),
-    ...(passphraseFile === undefined ? {} : { passphraseFile })
-  }
-  const configured = Object.keys(files).length > 0 || env.MANGOPAY_TLS_PASSPHRASE !== undefined
-  if (!configured) return undefined
-  let url: URL | undefined
-  try {
-    url = new URL(baseUrl ?? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV] ?? '')
-  } catch {}
-  if (url !== undefined && url.protocol !== 'https:') problems.push('MANGOPAY_TLS_* are set but MANGOPAY_BASE_URL is not https')
-  if (url !== undefined && files.certFile !== undefined && PUBLIC_MANGOPAY_HOSTS.has(mangopayHost(url))) {
-    problems.push(`a client certificate is only presented to the api-mtls hosts: set MANGOPAY_BASE_URL to https://api-mtls.${mangopayHost(url).slice(4)}`)
-  }
-  const material = loadTlsMaterial(files, env.MANGOPAY_TLS_PASSPHRASE, problems)
-  return material === undefined ? undefined : { files, material }
-}
-
-function metricsConfig (env: Env, problems: string[]): Config['metrics'] {
-  if (env.METRICS_PORT !== undefined && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
-    problems.push('METRICS_PORT must differ from PORT')
-  }
-  return { port: env.METRICS_PORT }
-}
-
-/** A redis:// or rediss:// URL. Problems never quote it: it may carry a password. */
-function redisConfig (env: Env, problems: string[]): Config['redis'] {
-  if (env.REDIS_URL === undefined) return undefined
-  let protocol: string | undefined
-  try {
-    protocol = new URL(env.REDIS_URL).protocol
-  } catch {}
-  if (protocol !== 'redis:' && protocol !== 'rediss:') {
-    problems.push('REDIS_URL must be a redis:// or rediss:// URL')
-    return undefined
-  }
-  return { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX }
-}
-
-/**
- * Validates `env` (normally `process.env`) and returns the config, or throws one ConfigError
- * listing every problem found.
- */
+/** Reads `rawEnv` (normally `process.env`): the config, or one ConfigError listing every problem. */
 export function loadConfig (rawEnv: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = []
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
-  const present = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ''))
-  const data = resolveSecretFiles(present, problems)
-  checkNumberSyntax(data, problems)
-
-  let env: Env
+  const present = Object.fromEntries(Object.entries(rawEnv).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
+  const { values, files } = resolveSecretFiles(present, problems)
+  const env = validateEnv(values, problems)
+  let config: Config | undefined
   try {
-    env = envSchema<Env>({ schema: EnvSchema, data, env: false, dotenv: false })
+    // When the schema refused the environment, the sections are still built from the raw
+    // values, so one start-up lists every problem.
+    config = buildConfig(env ?? (values as unknown as Env), files, problems)
   } catch (err) {
-    const issues = (err as { errors?: AjvIssue[] }).errors ?? []
-    problems.push(...new Set(issues.filter(i => i.keyword !== 'type' || !issues.some(o => o !== i && o.instancePath === i.instancePath && o.keyword === 'anyOf')).map(describeSchemaIssue)))
-    // The cross-field checks still run on the raw values, so one start-up lists every problem.
-    try {
-      crossFieldChecks(data as unknown as Env, problems)
-    } catch {}
-    throw new ConfigError(problems)
+    // A raw value may trip a builder written for valid ones; the schema's problems say why.
+    if (env !== undefined) throw err
   }
-
-  const baseUrl = env.MANGOPAY_BASE_URL === undefined
-    ? MANGOPAY_BASE_URLS[env.MANGOPAY_ENV]
-    : checkUrl('MANGOPAY_BASE_URL', env.MANGOPAY_BASE_URL, problems)
-  checkHostEnvironment(env, baseUrl, problems)
-  checkClientId(env.MANGOPAY_CLIENT_ID, problems)
-  const config: Config = {
-    server: {
-      host: env.HOST,
-      port: env.PORT,
-      shutdownDelayMs: env.SHUTDOWN_DELAY_MS,
-      headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS,
-      requestTimeoutMs: Math.max(env.HTTP_REQUEST_TIMEOUT_MS, env.HTTP_HEADERS_TIMEOUT_MS),
-      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
-      trustProxy: checkTrustProxy(env.TRUST_PROXY, problems)
-    },
-    logLevel: env.LOG_LEVEL,
-    mangopay: {
-      environment: env.MANGOPAY_ENV,
-      baseUrl: (baseUrl ?? '').replace(/\/+$/, ''),
-      clientId: env.MANGOPAY_CLIENT_ID,
-      apiKey: env.MANGOPAY_API_KEY,
-      timeoutMs: env.MANGOPAY_TIMEOUT_MS,
-      quotaReserve: env.MANGOPAY_QUOTA_RESERVE,
-      reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S,
-      apiKeyFile: present.MANGOPAY_API_KEY_FILE,
-      tls: mangopayTls(env, present.MANGOPAY_TLS_PASSPHRASE_FILE, env.MANGOPAY_BASE_URL, problems),
-      retries: env.MANGOPAY_RETRIES,
-      circuit: {
-        failureThreshold: env.MANGOPAY_CIRCUIT_FAILURES,
-        failureRatio: env.MANGOPAY_CIRCUIT_FAILURE_RATIO,
-        windowMs: env.MANGOPAY_CIRCUIT_WINDOW_MS,
-        minimumCalls: CIRCUIT_MINIMUM_CALLS,
-        cooldownMs: env.MANGOPAY_CIRCUIT_COOLDOWN_MS
-      }
-    },
-    auth: authConfig(env, problems),
-    cors: { origins: checkOrigins(env.CORS_ORIGINS, problems) },
-    rateLimit: {
-      max: env.RATE_LIMIT_MAX,
-      windowMs: env.RATE_LIMIT_WINDOW_MS,
-      failedAuthMax: env.AUTH_FAILURE_LIMIT_MAX,
-      failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS
-    },
-    redis: redisConfig(env, problems),
-    metrics: metricsConfig(env, problems)
-  }
-  if (problems.length > 0) throw new ConfigError(problems)
+  if (config === undefined || problems.length > 0) throw new ConfigError([...new Set(problems)])
   return config
 }
 
-/** How long jose may take to fetch AUTH_JWKS_URL's key set. */
-export const JWKS_FETCH_TIMEOUT_MS = 3000
-
 /**
- * How long shutdown may take before close-with-grace gives up and exits 1: the drain delay,
- * then the longest a token request already in flight can still run (its deadline, or a
- * forward-mode session call or key-set fetch that outlasts it), and a margin; never under 15 s.
+ * How long shutdown may take before close-with-grace exits 1: the drain delay, then the longest an
+ * in-flight request can run (deadline, session call or key-set fetch) plus 5 s; never under 15 s.
  */
 export function shutdownGraceMs (config: Config): number {
   const longestRequestMs = Math.max(config.mangopay.timeoutMs, config.auth.forward?.timeoutMs ?? 0, JWKS_FETCH_TIMEOUT_MS)

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
-import type { CircuitSettings } from './circuit-breaker.js'
+import type { CircuitSettings } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import type { Deadline } from '../upstream/index.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from './circuit-breaker.js'

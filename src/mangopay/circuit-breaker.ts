@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js'
+import type { CircuitSettings } from '../config/index.js'
 
 /**
  * The circuit breaker in front of Mangopay (SPEC §4). Pure: no timers and no I/O; time comes
@@ -21,17 +22,6 @@ export interface CircuitTransition {
   from: CircuitState
   to: CircuitState
   reason: 'consecutive_failures' | 'failure_ratio' | 'probe_failed' | 'cooldown_elapsed' | 'probe_succeeded'
-}
-
-export interface CircuitSettings {
-  /** Consecutive failures that open the circuit; 0 turns this rule off. */
-  failureThreshold: number
-  /** Failure ratio over `windowMs` that opens the circuit; 0 turns this rule off. */
-  failureRatio: number
-  windowMs: number
-  /** The ratio rule ignores windows with fewer calls than this. */
-  minimumCalls: number
-  cooldownMs: number
 }
 
 export interface CircuitBreakerOptions extends CircuitSettings {

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { readSecretFile, type MangopayConfig } from '../config/index.js'
+import { readSecretFile, reloadTlsMaterial, type MangopayConfig, type TlsMaterial } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 import type { BearerStore } from './bearer-store.js'
-import { reloadTlsMaterial, type MangopayConnector, type TlsMaterial } from './tls.js'
+import type { MangopayConnector } from './tls.js'
 
 /**
  * Key rotation without downtime (SPEC §5, SIGHUP): secrets given as files are read again.

@@ -1,117 +1,13 @@
 import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { createSecureContext, type ConnectionOptions } from 'node:tls'
+import type { ConnectionOptions } from 'node:tls'
 import { buildConnector } from 'undici'
+import type { TlsMaterial } from '../config/index.js'
 
 /**
- * mTLS towards Mangopay's `api-mtls` hosts (SPEC §4): the client certificate, key, CA and
- * passphrase come from files, are checked at start-up (one ConfigError lists every problem)
- * and can be re-read on SIGHUP. Verification of Mangopay's certificate is always on and
- * TLS 1.2 is the floor, whatever the files say.
+ * mTLS towards Mangopay's `api-mtls` hosts (SPEC §4), on the wire: verification of Mangopay's
+ * certificate is always on and TLS 1.2 is the floor, whatever the files say. The files are
+ * read and checked in src/config/tls-files.ts.
  */
-
-export interface TlsFiles {
-  certFile?: string
-  keyFile?: string
-  caFile?: string
-  passphraseFile?: string
-}
-
-export interface TlsMaterial {
-  cert?: string
-  key?: string
-  /** Replaces the system roots for verifying Mangopay's server certificate. */
-  ca?: string
-  passphrase?: string
-}
-
-export interface TlsSettings {
-  files: TlsFiles
-  material: TlsMaterial
-}
-
-const CERTIFICATE = /-----BEGIN CERTIFICATE-----/
-const PRIVATE_KEY = /-----BEGIN (ENCRYPTED |RSA |EC )?PRIVATE KEY-----/
-
-function readPem (name: string, path: string | undefined, shape: RegExp, what: string, problems: string[]): string | undefined {
-  if (path === undefined) return undefined
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    problems.push(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    return undefined
-  }
-  if (!shape.test(text)) {
-    problems.push(`${name}: ${path} is not a PEM ${what}`)
-    return undefined
-  }
-  return text
-}
-
-/** Why a secure context could not be built, in words that name no secret. */
-function describeContextError (err: unknown): string {
-  const message = String((err as Error).message ?? '')
-  if (/bad decrypt|bad password|interrupted or cancelled|BAD_DECRYPT/i.test(message)) return 'the key cannot be decrypted: wrong or missing MANGOPAY_TLS_PASSPHRASE'
-  if (/key values mismatch|KEY_VALUES_MISMATCH/i.test(message)) return 'the key does not match MANGOPAY_TLS_CERT_FILE'
-  return 'the certificate, key or CA cannot be loaded'
-}
-
-/**
- * Reads and checks the files; `passphrase` is the already-resolved `MANGOPAY_TLS_PASSPHRASE[_FILE]`.
- * Returns undefined (and adds problems) when something is wrong, or when nothing is configured.
- */
-export function loadTlsMaterial (files: TlsFiles, passphrase: string | undefined, problems: string[], now = Date.now()): TlsMaterial | undefined {
-  const before = problems.length
-  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
-    problems.push('MANGOPAY_TLS_CERT_FILE and MANGOPAY_TLS_KEY_FILE go together: set both or neither')
-  }
-  if (passphrase !== undefined && files.keyFile === undefined) {
-    problems.push('MANGOPAY_TLS_PASSPHRASE is set but MANGOPAY_TLS_KEY_FILE is not')
-  }
-  const cert = readPem('MANGOPAY_TLS_CERT_FILE', files.certFile, CERTIFICATE, 'certificate', problems)
-  const key = readPem('MANGOPAY_TLS_KEY_FILE', files.keyFile, PRIVATE_KEY, 'private key', problems)
-  const ca = readPem('MANGOPAY_TLS_CA_FILE', files.caFile, CERTIFICATE, 'CA certificate', problems)
-  if (problems.length > before) return undefined
-
-  const material: TlsMaterial = {}
-  if (cert !== undefined) material.cert = cert
-  if (key !== undefined) material.key = key
-  if (ca !== undefined) material.ca = ca
-  if (passphrase !== undefined) material.passphrase = passphrase
-  if (Object.keys(material).length === 0) return undefined
-
-  if (cert !== undefined) {
-    try {
-      const validTo = Date.parse(new X509Certificate(cert).validTo)
-      // Mangopay's client certificates last 12 months: an expired one would fail every call.
-      if (validTo <= now) problems.push(`MANGOPAY_TLS_CERT_FILE: the certificate expired on ${new Date(validTo).toISOString()}`)
-    } catch {
-      problems.push('MANGOPAY_TLS_CERT_FILE: the certificate cannot be parsed')
-    }
-  }
-  try {
-    createSecureContext(tlsConnectOptions(material))
-  } catch (err) {
-    problems.push(`MANGOPAY_TLS_KEY_FILE / MANGOPAY_TLS_CERT_FILE / MANGOPAY_TLS_CA_FILE: ${describeContextError(err)}`)
-  }
-  return problems.length > before ? undefined : material
-}
-
-/** Re-reads the files named at start-up (SIGHUP); a passphrase given inline is kept. */
-export function reloadTlsMaterial (settings: TlsSettings): { material: TlsMaterial } | { problems: string[] } {
-  const problems: string[] = []
-  let passphrase = settings.material.passphrase
-  if (settings.files.passphraseFile !== undefined) {
-    try {
-      passphrase = readFileSync(settings.files.passphraseFile, 'utf8').replace(/\r?\n$/, '')
-    } catch (err) {
-      problems.push(`MANGOPAY_TLS_PASSPHRASE_FILE: cannot read ${settings.files.passphraseFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    }
-  }
-  const material = problems.length === 0 ? loadTlsMaterial(settings.files, passphrase, problems) : undefined
-  return material === undefined ? { problems: problems.length > 0 ? problems : ['no TLS material'] } : { material }
-}
 
 /** The options every connection to Mangopay gets: the material, TLS 1.2+, verification on. */
 export function tlsConnectOptions (material: TlsMaterial | undefined): ConnectionOptions {

@@ -1,0 +1,60 @@
+import { Type, type Static } from 'typebox'
+
+/** Every variable the broker reads, with its type, bounds and default; SPEC §6 names the public ones. */
+
+const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(def === undefined ? {} : { default: def }) })
+const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
+
+export const EnvSchema = Type.Object({
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, pattern: '^\\S+$' }),
+  PORT: Port(3000),
+  LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
+  HTTP_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 500, maximum: 120_000, default: 10_000 }),
+  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000 }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 65_000 }),
+  TRUST_PROXY: Type.Optional(Type.String()),
+
+  MANGOPAY_ENV: Type.Union([Type.Literal('sandbox'), Type.Literal('production')], { default: 'sandbox' }),
+  MANGOPAY_BASE_URL: Type.Optional(Text()),
+  MANGOPAY_CLIENT_ID: Text({ maxLength: 128 }),
+  MANGOPAY_API_KEY: Text(),
+  MANGOPAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+  MANGOPAY_QUOTA_RESERVE: Type.Number({ minimum: 0, maximum: 0.95, default: 0.2 }),
+  EMBEDDED_TOKEN_REUSE_MIN_TTL_S: Type.Integer({ minimum: 0, maximum: 840, default: 0 }),
+  MANGOPAY_TLS_CERT_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_KEY_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_CA_FILE: Type.Optional(Text()),
+  MANGOPAY_TLS_PASSPHRASE: Type.Optional(Text()),
+  MANGOPAY_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 2 }),
+  MANGOPAY_CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
+  MANGOPAY_CIRCUIT_FAILURE_RATIO: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+  MANGOPAY_CIRCUIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  MANGOPAY_CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  METRICS_PORT: Type.Optional(Port()),
+
+  AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
+  AUTH_JWKS_URL: Type.Optional(Text()),
+  AUTH_JWT_PUBLIC_KEY: Type.Optional(Text()),
+  AUTH_JWT_SECRET: Type.Optional(Text()),
+  AUTH_JWT_ALGORITHMS: Type.Optional(Text()),
+  AUTH_ISSUER: Type.Optional(Text()),
+  AUTH_AUDIENCE: Type.Optional(Text()),
+  AUTH_CLOCK_TOLERANCE_S: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+  AUTH_COOKIE_NAME: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+\\-.^_`|~0-9A-Za-z]{1,64}$' })),
+  AUTH_USER_ID_CLAIM: Type.String({ minLength: 1, maxLength: 128, default: 'mangopay_user_id' }),
+  AUTH_FORWARD_URL: Type.Optional(Text()),
+  AUTH_FORWARD_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 300_000, default: 0 }),
+  AUTH_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 30_000, default: 2000 }),
+  DEV_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+
+  CORS_ORIGINS: Type.String({ default: '' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+  AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
+  AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+
+  REDIS_URL: Type.Optional(Text()),
+  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
+})
+export type Env = Static<typeof EnvSchema>

@@ -1,0 +1,43 @@
+import { checkOrigins, checkTrustProxy } from './checks.js'
+import type { Env } from './schema.js'
+
+/** How the broker serves HTTP: listener, timeouts, proxies, CORS, rate limits, metrics port. */
+
+export function serverConfig (env: Env, problems: string[]) {
+  return {
+    host: env.HOST,
+    port: env.PORT,
+    shutdownDelayMs: env.SHUTDOWN_DELAY_MS,
+    /** A client must finish sending its headers within this (slow-header attacks). */
+    headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS,
+    /** A whole request (headers and body) must arrive within this. */
+    requestTimeoutMs: Math.max(env.HTTP_REQUEST_TIMEOUT_MS, env.HTTP_HEADERS_TIMEOUT_MS),
+    /** Idle keep-alive connections close after this; keep it above the load balancer's idle timeout. */
+    keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    /** Addresses/CIDRs whose X-Forwarded-For is believed; empty = none. */
+    trustProxy: checkTrustProxy(env.TRUST_PROXY, problems)
+  }
+}
+
+export type ServerConfig = ReturnType<typeof serverConfig>
+
+export function corsConfig (env: Env, problems: string[]) {
+  return { origins: checkOrigins(env.CORS_ORIGINS, problems) }
+}
+
+export function rateLimitConfig (env: Env) {
+  return {
+    max: env.RATE_LIMIT_MAX,
+    windowMs: env.RATE_LIMIT_WINDOW_MS,
+    /** Failed authentications allowed per client address per `failedAuthWindowMs`. */
+    failedAuthMax: env.AUTH_FAILURE_LIMIT_MAX,
+    failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS
+  }
+}
+
+export function metricsConfig (env: Env, problems: string[]) {
+  if (env.METRICS_PORT !== undefined && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
+    problems.push('METRICS_PORT must differ from PORT')
+  }
+  return { port: env.METRICS_PORT }
+}
