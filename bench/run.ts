@@ -3,23 +3,18 @@
  * bare pass-through baseline as separate processes, loads them in alternation, measures a cold
  * start and memory over many users, and writes bench/RESULTS.md. Knobs: see bench/config.ts.
  */
-import { createReadStream } from 'node:fs'
-import { rm, stat, writeFile } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { cpus, availableParallelism, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { request } from 'undici'
+import { BrokerRun, profileFlags, waitReady, type Setup } from './broker-run.js'
 import { loadBenchConfig } from './config.js'
-import { readCalls, resetCounters, type UpstreamCalls } from './emulator-control.js'
-import { createSigningKey, signUserJwts, startJwksServer, type JwksServer } from './jwks.js'
-import { burst, runLoad, type LoadResult } from './load.js'
-import { freePort, readCpuMs, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
-import { renderMarkdown, verdicts, type BenchResults, type BrokerLife, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
-import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say, type Prepared } from './setup.js'
-
-/** In-flight requests of a finished run still reach the emulator: let them land before counting. */
-const SETTLE_MS = 300
-const AUDITED_LEVELS = new Set(['info', 'debug', 'trace'])
+import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
+import { burst, runLoad } from './load.js'
+import { SETTLE_MS, counted, describe, measured } from './measure.js'
+import { freePort, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
+import { renderMarkdown, verdicts, type BenchResults, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
+import { OUT, ROOT, baselineEnv, emulatorEnv, prepare, say } from './setup.js'
 
 const config = loadBenchConfig(process.env, join(ROOT, 'bench', 'RESULTS.md'))
 const startedAt = Date.now()
@@ -38,115 +33,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-function describe ({ load, ...cpu }: { load: LoadResult, cpuUsPerRequest?: number, mainThreadBusy?: number, emulatorCpuUsPerRequest?: number, loaderCpuUsPerRequest?: number }): string {
-  const failed = load.non2xx + load.errors + load.timeouts
-  const us = (value: number | undefined): string => value === undefined ? '?' : value.toFixed(0)
-  const busy = cpu.mainThreadBusy === undefined ? '' : `, main thread ${(cpu.mainThreadBusy * 100).toFixed(0)} % busy`
-  const cpuText = cpu.cpuUsPerRequest === undefined ? '' : `, CPU/req ${us(cpu.cpuUsPerRequest)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
-  return `${load.reqPerS.toFixed(0)} req/s, p50 ${load.p50Ms.toFixed(2)} ms, p99 ${load.p99Ms.toFixed(2)} ms${cpuText}${failed > 0 ? `, ${failed} FAILED` : ''}`
-}
-
-/** Counts the audit lines (tokens issued) in a broker's log without holding it in memory. */
-async function countAuditLines (file: string): Promise<number> {
-  const marker = Buffer.from('"embedded_token_issued"')
-  let count = 0
-  let carry = Buffer.alloc(0)
-  for await (const chunk of createReadStream(file)) {
-    const data = Buffer.concat([carry, chunk as Buffer])
-    let at = data.indexOf(marker)
-    while (at >= 0) {
-      count++
-      at = data.indexOf(marker, at + marker.length)
-    }
-    carry = data.subarray(Math.max(0, data.length - marker.length + 1))
-  }
-  return count
-}
-
-interface Setup extends Prepared {
-  jwks: JwksServer
-  emulator: Proc
-}
-
-/** With BENCH_CPU_PROF=1: `node --cpu-prof` flags writing `<name>-<time>.cpuprofile` into bench/out/profiles. */
-function profileFlags (name: string): string[] {
-  return config.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(OUT, 'profiles'), '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : []
-}
-
-/** One broker process: how it is started, and what it did over its life. */
-class BrokerRun {
-  readonly label: string
-  readonly logFile: string
-  /** server.js (or .ts) to run; the setup's broker by default. */
-  readonly entry: string | undefined
-  proc: Proc | undefined
-  startedAt = 0
-  received = 0
-  calls: UpstreamCalls = { oauth: 0, embedded: 0 }
-
-  constructor (label: string, entry?: string) {
-    this.label = label
-    this.logFile = join(OUT, `broker-${label}.log`)
-    this.entry = entry
-  }
-
-  async start (setup: Setup): Promise<Proc> {
-    const port = await freePort()
-    const entry = this.entry ?? setup.brokerEntry
-    this.startedAt = Date.now()
-    this.proc = await startListeningProcess({
-      name: `broker (${this.label})`,
-      cwd: ROOT,
-      nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...config.brokerNodeArgs, ...profileFlags(`broker-${this.label}`), ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
-      env: brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: setup.emulator.url, jwksUrl: setup.jwks.url }),
-      logFile: this.logFile,
-      ipc: true
-    }, port)
-    return this.proc
-  }
-
-  /** `received`: 200s the load generator got; `calls`: what the emulator counted meanwhile. */
-  record (received: number, calls: UpstreamCalls): void {
-    this.received += received
-    this.calls = { oauth: this.calls.oauth + calls.oauth, embedded: this.calls.embedded + calls.embedded }
-  }
-
-  async stop (): Promise<BrokerLife> {
-    const uptimeS = (Date.now() - this.startedAt) / 1000
-    await this.proc?.stop()
-    return {
-      label: this.label,
-      uptimeS,
-      oauthCalls: this.calls.oauth,
-      embeddedCalls: this.calls.embedded,
-      received: this.received,
-      // Below info there are no audit lines: the tokens received are the best count left.
-      issued: AUDITED_LEVELS.has(config.brokerLogLevel) ? await countAuditLines(this.logFile) : this.received,
-      audited: AUDITED_LEVELS.has(config.brokerLogLevel),
-      logBytes: (await stat(this.logFile)).size
-    }
-  }
-}
-
-/** Resolves once GET /readyz answers 200: the broker holds a Mangopay bearer. */
-async function waitReady (proc: Proc): Promise<Proc> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const response = await request(`${proc.url}/readyz`)
-    await response.body.dump()
-    if (response.statusCode === 200) return proc
-    await sleep(100)
-  }
-  throw new Error(`${proc.name} never became ready`)
-}
-
-/** Runs `work` with the emulator's counters zeroed before and read after. */
-async function counted<T> (setup: Setup, work: () => Promise<T>): Promise<{ value: T, calls: UpstreamCalls }> {
-  await resetCounters(setup.emulator.url)
-  const value = await work()
-  await sleep(SETTLE_MS)
-  return { value, calls: await readCalls(setup.emulator.url) }
-}
-
 async function coldStart (setup: Setup, broker: BrokerRun, jwts: readonly string[]): Promise<ColdStart> {
   const fetchesBefore = setup.jwks.fetches()
   const { value: result, calls } = await counted(setup, async () => {
@@ -157,36 +43,14 @@ async function coldStart (setup: Setup, broker: BrokerRun, jwts: readonly string
   return { burst: result, calls, jwksFetches: setup.jwks.fetches() - fetchesBefore }
 }
 
-interface Measured { load: LoadResult, calls: UpstreamCalls, cpuUsPerRequest: number, mainThreadBusy: number, emulatorCpuUsPerRequest: number, loaderCpuUsPerRequest: number }
-
-/**
- * A load run against `proc`, with the CPU time spent per answered request by the target, the
- * emulator and the load generator (this process): figures that hold even on a busy machine.
- * Also how busy the target's JavaScript thread was: near 100 %, that one thread is what limits it.
- */
-async function measured (setup: Setup, proc: Proc, jwts: readonly string[], length: { durationS: number } | { amount: number }): Promise<Measured> {
-  const before = { target: await readCpuMs(proc.pid), mainThread: await readCpuMs(proc.pid, { mainThread: true }), emulator: await readCpuMs(setup.emulator.pid), loader: process.cpuUsage() }
-  const { value: load, calls } = await counted(setup, async () => await runLoad(proc.url, { connections: config.connections, jwts, ...length }))
-  const answered = Math.max(1, load.ok + load.non2xx)
-  const loader = process.cpuUsage(before.loader)
-  return {
-    load,
-    calls,
-    cpuUsPerRequest: ((await readCpuMs(proc.pid) - before.target) * 1000) / answered,
-    // Read around the run and the settling pause after it (idle time), divided by the run's length.
-    mainThreadBusy: (await readCpuMs(proc.pid, { mainThread: true }) - before.mainThread) / 1000 / load.durationS,
-    emulatorCpuUsPerRequest: ((await readCpuMs(setup.emulator.pid) - before.emulator) * 1000) / answered,
-    loaderCpuUsPerRequest: (loader.user + loader.system) / answered
-  }
-}
-
 interface Target { name: MeasuredRun['target'], proc: Proc, broker?: BrokerRun }
 
 async function throughput (setup: Setup, targets: Target[], jwts: readonly string[]): Promise<MeasuredRun[]> {
+  const shape = { connections: config.connections, jwts }
   // Warm-up: every user fetches one token (JIT, connection pools, and what a user's first visit
   // leaves behind). The first-visit cost itself is measured by the memory phase, all new users.
   for (const target of targets) {
-    const warm = await measured(setup, target.proc, jwts, { amount: jwts.length })
+    const warm = await measured(setup, target.proc, { ...shape, amount: jwts.length })
     target.broker?.record(warm.load.ok, warm.calls)
     say(`warm-up ${target.name}: ${describe(warm)}`)
   }
@@ -195,7 +59,7 @@ async function throughput (setup: Setup, targets: Target[], jwts: readonly strin
     // ABBA order, so drift over the run does not always favour the same side.
     const order = pair % 2 === 1 ? targets : [...targets].reverse()
     for (const target of order) {
-      const run = await measured(setup, target.proc, jwts, { durationS: config.durationS })
+      const run = await measured(setup, target.proc, { ...shape, durationS: config.durationS })
       target.broker?.record(run.load.ok, run.calls)
       runs.push({ target: target.name, pair, ...run })
       say(`pair ${pair} ${target.name.padEnd(8)}: ${describe(run)}; upstream ${run.calls.oauth} OAuth, ${run.calls.embedded} embedded`)
@@ -226,7 +90,7 @@ async function startBaseline (setup: Setup): Promise<Proc> {
   return await startListeningProcess({
     name: 'baseline',
     cwd: ROOT,
-    nodeArgs: [...profileFlags('baseline'), setup.baselineHelper],
+    nodeArgs: [...profileFlags(config, 'baseline'), setup.baselineHelper],
     env: baselineEnv({ port, emulatorUrl: setup.emulator.url })
   }, port)
 }
@@ -253,7 +117,7 @@ async function main (): Promise<void> {
   say(`emulator at ${emulator.url}, JWKS at ${jwks.url}`)
 
   try {
-    const broker = new BrokerRun('throughput')
+    const broker = new BrokerRun(config, 'throughput')
     stops.unshift(async () => await broker.proc?.stop())
     const cold = await coldStart(setup, broker, jwts.slice(0, config.coldRequests))
     say(`cold start: ${cold.calls.oauth} OAuth call(s), ${cold.burst.errors} errors of ${cold.burst.requests}, ${cold.jwksFetches} JWKS fetch(es), ${cold.burst.elapsedMs.toFixed(0)} ms`)
@@ -261,7 +125,7 @@ async function main (): Promise<void> {
     const baseline = await startBaseline(setup)
     stops.unshift(async () => await baseline.stop())
     const targets: Target[] = [{ name: 'broker', proc: broker.proc as Proc, broker }, { name: 'baseline', proc: baseline }]
-    const compare = config.compareEntry === undefined ? undefined : new BrokerRun('compare', resolve(config.compareEntry))
+    const compare = config.compareEntry === undefined ? undefined : new BrokerRun(config, 'compare', resolve(config.compareEntry))
     if (compare !== undefined) {
       stops.unshift(async () => await compare.proc?.stop())
       // Counted, so its start-up OAuth call is on its record (ready = it holds a bearer).
@@ -276,7 +140,7 @@ async function main (): Promise<void> {
 
     let memory: MemoryPhase | undefined
     if (config.memoryUsers > 0) {
-      const memoryBroker = new BrokerRun('memory')
+      const memoryBroker = new BrokerRun(config, 'memory')
       stops.unshift(async () => await memoryBroker.proc?.stop())
       memory = await memoryPhase(setup, memoryBroker, jwts, memoryJwts)
       lives.push(await memoryBroker.stop())
