@@ -20,6 +20,7 @@ export interface Measured {
   load: LoadResult
   calls: UpstreamCalls
   cpuUsPerRequest: number
+  cpuUsPerToken: number
   mainThreadBusy: number
   emulatorCpuUsPerRequest: number
   loaderCpuUsPerRequest: number
@@ -43,10 +44,12 @@ export async function measured (setup: Setup, proc: Proc, shape: RunShape): Prom
   const { value: load, calls } = await counted(setup, async () => await runLoad(proc.url, shape))
   const answered = Math.max(1, load.ok + load.non2xx)
   const loader = process.cpuUsage(before.loader)
+  const targetUs = (await readCpuMs(proc.pid) - before.target) * 1000
   return {
     load,
     calls,
-    cpuUsPerRequest: ((await readCpuMs(proc.pid) - before.target) * 1000) / answered,
+    cpuUsPerRequest: targetUs / answered,
+    cpuUsPerToken: targetUs / Math.max(1, load.ok),
     // Read around the run and the settling pause after it (idle time), divided by the run's length.
     mainThreadBusy: (await readCpuMs(proc.pid, { mainThread: true }) - before.mainThread) / 1000 / load.durationS,
     emulatorCpuUsPerRequest: ((await readCpuMs(setup.emulator.pid) - before.emulator) * 1000) / answered,
@@ -59,6 +62,6 @@ export function describe ({ load, ...cpu }: { load: LoadResult } & Partial<Omit<
   const failed = load.non2xx + load.errors + load.timeouts
   const us = (value: number | undefined): string => value === undefined ? '?' : value.toFixed(0)
   const busy = cpu.mainThreadBusy === undefined ? '' : `, main thread ${(cpu.mainThreadBusy * 100).toFixed(0)} % busy`
-  const cpuText = cpu.cpuUsPerRequest === undefined ? '' : `, CPU/req ${us(cpu.cpuUsPerRequest)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
+  const cpuText = cpu.cpuUsPerToken === undefined ? '' : `, CPU/token ${us(cpu.cpuUsPerToken)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
   return `${load.reqPerS.toFixed(0)} req/s, p50 ${load.p50Ms.toFixed(2)} ms, p99 ${load.p99Ms.toFixed(2)} ms${cpuText}${failed > 0 ? `, ${failed} FAILED` : ''}`
 }
