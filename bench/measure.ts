@@ -28,22 +28,22 @@ export interface Measured {
 
 export interface RunShape {
   connections: number
-  /** Cycled through, one per request. */
-  jwts: readonly string[]
+  /** One JWT per line, cycled through. */
+  jwtFile: string
   durationS?: number
   amount?: number
 }
 
 /**
- * A load run against `proc`, with the CPU time spent per answered request by the target, the
- * emulator and the load generator (this process): figures that hold even on a busy machine.
+ * A load run against `proc`, with the CPU time spent per answer by the target, the emulator and
+ * the load generator (wrk, a process of its own): figures that hold even on a busy machine.
  * Also how busy the target's JavaScript thread was: near 100 %, that one thread is what limits it.
  */
 export async function measured (setup: Setup, proc: Proc, shape: RunShape): Promise<Measured> {
-  const before = { target: await readCpuMs(proc.pid), mainThread: await readCpuMs(proc.pid, { mainThread: true }), emulator: await readCpuMs(setup.emulator.pid), loader: process.cpuUsage() }
-  const { value: load, calls } = await counted(setup, async () => await runLoad(proc.url, shape))
+  const before = { target: await readCpuMs(proc.pid), mainThread: await readCpuMs(proc.pid, { mainThread: true }), emulator: await readCpuMs(setup.emulator.pid) }
+  const { value: run, calls } = await counted(setup, async () => await runLoad(proc.url, shape))
+  const { loaderCpuMs, ...load } = run
   const answered = Math.max(1, load.ok + load.non2xx)
-  const loader = process.cpuUsage(before.loader)
   const targetUs = (await readCpuMs(proc.pid) - before.target) * 1000
   return {
     load,
@@ -53,7 +53,7 @@ export async function measured (setup: Setup, proc: Proc, shape: RunShape): Prom
     // Read around the run and the settling pause after it (idle time), divided by the run's length.
     mainThreadBusy: (await readCpuMs(proc.pid, { mainThread: true }) - before.mainThread) / 1000 / load.durationS,
     emulatorCpuUsPerRequest: ((await readCpuMs(setup.emulator.pid) - before.emulator) * 1000) / answered,
-    loaderCpuUsPerRequest: (loader.user + loader.system) / answered
+    loaderCpuUsPerRequest: (loaderCpuMs * 1000) / answered
   }
 }
 
@@ -62,6 +62,6 @@ export function describe ({ load, ...cpu }: { load: LoadResult } & Partial<Omit<
   const failed = load.non2xx + load.errors + load.timeouts
   const us = (value: number | undefined): string => value === undefined ? '?' : value.toFixed(0)
   const busy = cpu.mainThreadBusy === undefined ? '' : `, main thread ${(cpu.mainThreadBusy * 100).toFixed(0)} % busy`
-  const cpuText = cpu.cpuUsPerToken === undefined ? '' : `, CPU/token ${us(cpu.cpuUsPerToken)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, autocannon ${us(cpu.loaderCpuUsPerRequest)})`
+  const cpuText = cpu.cpuUsPerToken === undefined ? '' : `, CPU/token ${us(cpu.cpuUsPerToken)} µs${busy} (emulator ${us(cpu.emulatorCpuUsPerRequest)}, wrk ${us(cpu.loaderCpuUsPerRequest)})`
   return `${load.reqPerS.toFixed(0)} req/s, p50 ${load.p50Ms.toFixed(2)} ms, p99 ${load.p99Ms.toFixed(2)} ms${cpuText}${failed > 0 ? `, ${failed} FAILED` : ''}`
 }

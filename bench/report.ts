@@ -26,7 +26,7 @@ export interface MeasuredRun {
   /** CPU time of the target's main thread (where its JavaScript runs) per second of the run: 1 = busy throughout. */
   mainThreadBusy: number
   emulatorCpuUsPerRequest: number
-  /** autocannon, in the benchmark's own process. */
+  /** wrk, the load generator: a process of its own, all its threads. */
   loaderCpuUsPerRequest: number
 }
 
@@ -203,6 +203,17 @@ function headlineTable (runs: MeasuredRun[]): string[] {
   ]
 }
 
+/** What the load generator cost, and whether it came near to limiting the targets. */
+function loaderLine (results: BenchResults): string {
+  const runs = results.runs
+  // Its one thread's share of a CPU: CPU time per answer times answers per second.
+  const busiest = Math.max(...runs.map((r) => r.loaderCpuUsPerRequest * (r.load.ok + r.load.non2xx) / r.load.durationS / 1e6))
+  const limit = busiest < 0.8
+    ? 'far from the whole CPU one thread can use: it is not what limits the targets'
+    : '**close to the whole CPU one thread can use: wrk may be what limits the targets**'
+  return `Same machine, same runs: per request the emulator used ${fixed(median(runs.map((r) => r.emulatorCpuUsPerRequest)))} µs of CPU and wrk, the load generator, ${fixed(median(runs.map((r) => r.loaderCpuUsPerRequest)))} µs (medians); wrk's thread was busy ${percent(busiest)} of the time in its busiest run, ${limit}. All the processes share the ${results.environment.cpus} CPUs, so a target's CPU per token is the steadiest figure of its cost.`
+}
+
 export function renderMarkdown (results: BenchResults): string {
   const { environment: env, config, cold, memory } = results
   const issued = results.lives.reduce((sum, life) => sum + life.issued, 0)
@@ -213,7 +224,7 @@ export function renderMarkdown (results: BenchResults): string {
     '# Benchmark results',
     '',
     `Written by \`npm run bench\` on ${env.date}: Node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), load average at start ${env.loadAverage.map((l) => l.toFixed(2)).join(' ')}.`,
-    `Broker: ${env.broker}. ${config.connections} connections, ${config.pairs} pair${config.pairs === 1 ? '' : 's'} of ${config.durationS} s runs (${compared ? 'broker, baseline and compared build' : 'broker and baseline'} in ABBA order), after a warm-up in which each of the ${fixed(config.users)} distinct users (RS256 JWTs) fetched one token; the runs cycle through the same users, recipient and checkout tokens alternately. The whole run took ${fixed(results.elapsedS)} s.`,
+    `Broker: ${env.broker}. Load from wrk (1 thread), ${config.connections} connections, ${config.pairs} pair${config.pairs === 1 ? '' : 's'} of ${config.durationS} s runs (${compared ? 'broker, baseline and compared build' : 'broker and baseline'} in ABBA order), after a warm-up in which each of the ${fixed(config.users)} distinct users (RS256 JWTs) fetched one token; the runs cycle through the same users, recipient and checkout tokens alternately. The whole run took ${fixed(results.elapsedS)} s.`,
     '',
     '## Broker against the leanest pass-through',
     '',
@@ -230,9 +241,9 @@ export function renderMarkdown (results: BenchResults): string {
     )
   }
   lines.push(
-    `Same machine, same runs: per request the emulator used ${fixed(median(results.runs.map((r) => r.emulatorCpuUsPerRequest)))} µs of CPU and autocannon ${fixed(median(results.runs.map((r) => r.loaderCpuUsPerRequest)))} µs (medians); all three processes share the ${env.cpus} CPUs, so a target's CPU per token is the steadiest figure of its cost.`,
+    loaderLine(results),
     '',
-    'CPU per token is the target process\'s CPU time (user + system, from `/proc`) per 2xx answer.',
+    'CPU per token is the target process\'s CPU time (user + system, from `/proc`) per 2xx answer. Latencies are wrk\'s, to the microsecond, with its correction for coordinated omission (an answer slower than the usual pace also counts the requests its connection could not send meanwhile).',
     '',
     'A Node process runs its JavaScript on one thread. While that thread is busy close to 100 % of the run, the target cannot answer faster than that thread gets through requests, however idle the other CPU is; a ratio between the two targets is then set by their CPU per token.',
     '',

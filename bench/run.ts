@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { BrokerRun, profileFlags, waitReady, type Setup } from './broker-run.js'
 import { loadBenchConfig } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
-import { burst, runLoad } from './load.js'
+import { burst, ensureWrk, runLoad, writeJwtFile } from './load.js'
 import { SETTLE_MS, counted, describe, measured } from './measure.js'
 import { freePort, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { renderMarkdown, verdicts, type BenchResults, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
@@ -33,6 +33,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
+/** The JWTs the load generator cycles through: one file per set of users, in bench/out. */
+const JWT_FILES = { users: join(OUT, 'jwts-users.txt'), memory: join(OUT, 'jwts-memory.txt') }
+
 async function coldStart (setup: Setup, broker: BrokerRun, jwts: readonly string[]): Promise<ColdStart> {
   const fetchesBefore = setup.jwks.fetches()
   const { value: result, calls } = await counted(setup, async () => {
@@ -45,12 +48,12 @@ async function coldStart (setup: Setup, broker: BrokerRun, jwts: readonly string
 
 interface Target { name: MeasuredRun['target'], proc: Proc, broker?: BrokerRun }
 
-async function throughput (setup: Setup, targets: Target[], jwts: readonly string[]): Promise<MeasuredRun[]> {
-  const shape = { connections: config.connections, jwts }
+async function throughput (setup: Setup, targets: Target[], users: number): Promise<MeasuredRun[]> {
+  const shape = { connections: config.connections, jwtFile: JWT_FILES.users }
   // Warm-up: every user fetches one token (JIT, connection pools, and what a user's first visit
   // leaves behind). The first-visit cost itself is measured by the memory phase, all new users.
   for (const target of targets) {
-    const warm = await measured(setup, target.proc, { ...shape, amount: jwts.length })
+    const warm = await measured(setup, target.proc, { ...shape, amount: users })
     target.broker?.record(warm.load.ok, warm.calls)
     say(`warm-up ${target.name}: ${describe(warm)}`)
   }
@@ -68,21 +71,21 @@ async function throughput (setup: Setup, targets: Target[], jwts: readonly strin
   return runs
 }
 
-async function memoryPhase (setup: Setup, broker: BrokerRun, warmJwts: readonly string[], memoryJwts: readonly string[]): Promise<MemoryPhase> {
+async function memoryPhase (setup: Setup, broker: BrokerRun, warmUsers: number, memoryUsers: number): Promise<MemoryPhase> {
   const { value, calls } = await counted(setup, async () => {
     const proc = await broker.start(setup)
-    const warmLoad = await runLoad(proc.url, { connections: config.connections, amount: warmJwts.length, jwts: warmJwts })
+    const warmLoad = await runLoad(proc.url, { connections: config.connections, amount: warmUsers, jwtFile: JWT_FILES.users })
     broker.received += warmLoad.ok
     const warm = await readMemory(proc)
-    say(`memory: after warm-up RSS ${(warm.rssBytes / 2 ** 20).toFixed(1)} MB, heap ${(warm.heapUsedBytes / 2 ** 20).toFixed(1)} MB; now ${memoryJwts.length} distinct users`)
-    const load = await runLoad(proc.url, { connections: config.connections, amount: memoryJwts.length, jwts: memoryJwts })
+    say(`memory: after warm-up RSS ${(warm.rssBytes / 2 ** 20).toFixed(1)} MB, heap ${(warm.heapUsedBytes / 2 ** 20).toFixed(1)} MB; now ${memoryUsers} distinct users`)
+    const { loaderCpuMs: _, ...load } = await runLoad(proc.url, { connections: config.connections, amount: memoryUsers, jwtFile: JWT_FILES.memory })
     await sleep(SETTLE_MS)
     const after = await readMemory(proc)
     return { warm, after, load }
   })
   broker.record(value.load.ok, calls)
   say(`memory: ${describe(value)}; after RSS ${(value.after.rssBytes / 2 ** 20).toFixed(1)} MB, heap ${(value.after.heapUsedBytes / 2 ** 20).toFixed(1)} MB`)
-  return { users: memoryJwts.length, load: value.load, calls, warm: value.warm, after: value.after }
+  return { users: memoryUsers, load: value.load, calls, warm: value.warm, after: value.after }
 }
 
 async function startBaseline (setup: Setup): Promise<Proc> {
@@ -104,12 +107,15 @@ function describeBroker (flags: readonly string[]): string {
 async function main (): Promise<void> {
   const loadAverage = loadavg()
   say(`bench: ${JSON.stringify(config)}`)
+  ensureWrk()
   const prepared = await prepare(config)
 
   const key = createSigningKey()
   say(`signing ${config.users + config.memoryUsers} RS256 JWTs`)
   const jwts = await signUserJwts(prepared.signWorker, key, 'user_bench_', config.users, 3600)
   const memoryJwts = await signUserJwts(prepared.signWorker, key, 'user_mem_', config.memoryUsers, 3600)
+  await writeJwtFile(JWT_FILES.users, jwts)
+  if (memoryJwts.length > 0) await writeJwtFile(JWT_FILES.memory, memoryJwts)
   const jwks = await startJwksServer(key)
   const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))
   const setup: Setup = { ...prepared, jwks, emulator }
@@ -133,7 +139,7 @@ async function main (): Promise<void> {
       compare.record(0, calls)
       targets.push({ name: 'compare', proc, broker: compare })
     }
-    const runs = await throughput(setup, targets, jwts)
+    const runs = await throughput(setup, targets, jwts.length)
     await baseline.stop()
     const lives = [await broker.stop()]
     if (compare !== undefined) lives.push(await compare.stop())
@@ -142,7 +148,7 @@ async function main (): Promise<void> {
     if (config.memoryUsers > 0) {
       const memoryBroker = new BrokerRun(config, 'memory')
       stops.unshift(async () => await memoryBroker.proc?.stop())
-      memory = await memoryPhase(setup, memoryBroker, jwts, memoryJwts)
+      memory = await memoryPhase(setup, memoryBroker, jwts.length, memoryJwts.length)
       lives.push(await memoryBroker.stop())
     }
 
@@ -174,6 +180,7 @@ async function main (): Promise<void> {
     if (missed.length > 0 && config.strict) process.exitCode = 1
   } finally {
     await stopAll()
+    for (const file of Object.values(JWT_FILES)) await rm(file, { force: true })
     if (!config.keepLogs) {
       for (const label of ['throughput', 'memory', 'compare']) await rm(join(OUT, `broker-${label}.log`), { force: true })
     }

@@ -482,6 +482,8 @@ t.test('renderMarkdown(): the figures and the verdicts of a small run', async (t
   t.match(md, '| req/s (median of runs) | 890 | 1,050 | **0.850×** (median of pairs) |', 'req/s medians and the median ratio (0.9 and 0.8)')
   t.match(md, '| p99 latency (median of runs) | 12.25 ms | 10.50 ms | 1.75 ms more (median of pairs) |', 'p99 medians and the median delta (2 and 1.5)')
   t.match(md, '| p50 latency (median of runs) | 5.00 ms | 5.00 ms | |', 'no ratio for p50')
+  t.match(md, 'Load from wrk (1 thread), 10 connections', 'the load generator')
+  t.match(md, 'per request the emulator used 50 µs of CPU and wrk, the load generator, 100 µs (medians); wrk\'s thread was busy 10 % of the time in its busiest run, far from the whole CPU one thread can use: it is not what limits the targets.', 'wrk\'s CPU: 100 µs per request at 1,000 answers a second')
   t.match(md, '| 2 | broker | 880 | 5.00 ms | 12.50 ms | 300 µs | 50 % | 10,000 | 0 | 0 | 10,000 |', 'a row per run')
   t.match(md, '2,000 tokens issued, 2 OAuth calls (**1.00e-3 per token**), 2,000 embedded calls (**1.0000 per token**)', 'Mangopay calls summed over the broker processes')
   t.match(md, '| broker-2 | 100 s | 500 | 1 | 500 | 1,000 |', 'a row per broker process (log bytes per token)')
@@ -519,6 +521,12 @@ t.test('renderMarkdown(): CPU per token beside the throughput ratio, per 2xx ans
   }))
   t.match(md, '| req/s (median of runs) | 890 | 1,000 | **0.890×** (median of pairs) |\n| CPU per token (median of runs) | 140 µs | 100 µs | 1.40× (median of pairs) |', 'right under req/s, with the median of the pairs\' ratios (1.5 and 1.3)')
   t.match(md, '| 2 | broker | 880 | 5.00 ms | 10.00 ms | 120 µs |', 'the runs keep their CPU per answered request')
+})
+
+t.test('renderMarkdown(): a load generator near a whole CPU is flagged', async (t) => {
+  // 900 µs per request at 1,000 answers a second: 90 % of one CPU.
+  const md = renderMarkdown(results({ runs: [run('broker', 1, { reqPerS: 900 }), run('baseline', 1, {}, { loaderCpuUsPerRequest: 900 })] }))
+  t.match(md, 'wrk\'s thread was busy 90 % of the time in its busiest run, **close to the whole CPU one thread can use: wrk may be what limits the targets**')
 })
 
 t.test('renderMarkdown(): the memory phase, its growth and its verdict', async (t) => {
