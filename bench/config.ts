@@ -3,7 +3,7 @@
 export interface BenchConfig {
   /** Seconds of each measured run (one broker or baseline run of a pair). */
   durationS: number
-  /** autocannon connections: the concurrency both targets are measured at. */
+  /** wrk connections: the concurrency every target is measured at. */
   connections: number
   /** Broker/baseline pairs; the ratio is the median of the pairs. */
   pairs: number

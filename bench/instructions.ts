@@ -16,7 +16,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { integer, loadBenchConfig, text } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
-import { runLoad } from './load.js'
+import { ensureWrk, runLoad, writeJwtFile } from './load.js'
 import { freePort, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say } from './setup.js'
 
@@ -75,18 +75,24 @@ async function readDump (prefix: string): Promise<{ mainThread: number, allThrea
   return { mainThread, allThreads }
 }
 
-async function measure (name: string, start: (port: number, wrapper: string[]) => Promise<{ proc: Proc, env: Record<string, string> }>, users: { warm: readonly string[], counted: readonly string[] }): Promise<Counted> {
+/** The two sets of users, each a file of JWTs for wrk, and how many there are in each. */
+interface Users { warm: string, counted: string, count: number }
+
+async function measure (name: string, start: (port: number, wrapper: string[]) => Promise<{ proc: Proc, env: Record<string, string> }>, users: Users): Promise<Counted> {
   const prefix = `${name}.out`
   const wrapper = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${join(DIR, prefix)}`]
   const { proc, env } = await start(await freePort(), wrapper)
   try {
-    const warm = await runLoad(proc.url, { connections: config.connections, amount: WARMUP, jwts: users.warm })
+    // Under valgrind a run takes far longer than in `npm run bench`.
+    const limits = { connections: config.connections, timeLimitS: 3600 }
+    const warm = await runLoad(proc.url, { ...limits, amount: WARMUP, jwtFile: users.warm })
     if (warm.ok !== WARMUP) throw new Error(`${name}: ${WARMUP - warm.ok} of the warm-up requests failed`)
     const primedAt = performance.now()
-    const primed = await runLoad(proc.url, { connections: config.connections, amount: users.counted.length, jwts: users.counted })
-    if (primed.ok !== users.counted.length) throw new Error(`${name}: ${users.counted.length - primed.ok} of the priming requests failed`)
+    const primed = await runLoad(proc.url, { ...limits, amount: users.count, jwtFile: users.counted })
+    if (primed.ok !== users.count) throw new Error(`${name}: ${users.count - primed.ok} of the priming requests failed`)
     control(proc, env, '--instr=on')
-    const run = await runLoad(proc.url, { connections: config.connections, amount: REQUESTS, jwts: users.counted })
+    // wrk sends exactly REQUESTS requests, then leaves its connections idle: none is counted unanswered.
+    const run = await runLoad(proc.url, { ...limits, amount: REQUESTS, jwtFile: users.counted })
     control(proc, env, '--dump')
     control(proc, env, '--instr=off')
     if (run.ok !== REQUESTS) throw new Error(`${name}: ${REQUESTS - run.ok} of the counted requests failed`)
@@ -122,13 +128,15 @@ function render (rows: Counted[], brokerDescription: string): string {
 }
 
 async function main (): Promise<void> {
+  ensureWrk()
   await rm(DIR, { recursive: true, force: true })
   await mkdir(DIR, { recursive: true })
   const prepared = await prepare(config)
   const key = createSigningKey()
-  const users = {
-    warm: await signUserJwts(prepared.signWorker, key, 'user_warm_', USERS, 3600),
-    counted: await signUserJwts(prepared.signWorker, key, 'user_instr_', USERS, 3600)
+  const users: Users = {
+    warm: await writeJwtFile(join(DIR, 'jwts-warm.txt'), await signUserJwts(prepared.signWorker, key, 'user_warm_', USERS, 3600)),
+    counted: await writeJwtFile(join(DIR, 'jwts-counted.txt'), await signUserJwts(prepared.signWorker, key, 'user_instr_', USERS, 3600)),
+    count: USERS
   }
   const jwks = await startJwksServer(key)
   const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))

@@ -142,14 +142,19 @@ export async function readMemory (proc: Proc): Promise<MemorySnapshot> {
 
 let ticksPerSecond: number | undefined
 
+/** The unit of the CPU times in /proc/<pid>/stat (USER_HZ, nearly always 100). */
+export function clockTicksPerSecond (): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
+  return ticksPerSecond
+}
+
 /**
  * CPU time (user + system) the process has used so far, from /proc/<pid>/stat, in ms; with
  * `mainThread`, only its main thread's (the one that runs JavaScript), from /proc/<pid>/task/<pid>/stat.
  */
 export async function readCpuMs (pid: number, options: { mainThread?: boolean } = {}): Promise<number> {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
   const stat = await readFile(options.mainThread === true ? join('/proc', String(pid), 'task', String(pid), 'stat') : join('/proc', String(pid), 'stat'), 'utf8')
   // Fields after the command name (which may hold spaces) start at field 3: utime is 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond()
 }

@@ -21,10 +21,12 @@ export interface MeasuredRun {
   calls: UpstreamCalls
   /** CPU time (user + system) of the target process per answered request. */
   cpuUsPerRequest: number
+  /** The same per 2xx answer, i.e. per token issued: failures, cheap to answer, do not dilute it. */
+  cpuUsPerToken: number
   /** CPU time of the target's main thread (where its JavaScript runs) per second of the run: 1 = busy throughout. */
   mainThreadBusy: number
   emulatorCpuUsPerRequest: number
-  /** autocannon, in the benchmark's own process. */
+  /** wrk, the load generator: a process of its own, all its threads. */
   loaderCpuUsPerRequest: number
 }
 
@@ -82,6 +84,10 @@ const p99Difference = (deltaMs: number): string => deltaMs < 0 ? `${ms(-deltaMs)
 /** A ratio to three decimals, cut rather than rounded: one under 0.8 never reads 0.800×. */
 const ratioText = (value: number): string => `${(Math.floor(value * 1000 + 1e-9) / 1000).toFixed(3)}×`
 const percent = (share: number): string => `${(share * 100).toFixed(0)} %`
+/** A ratio as a change in percent, to one decimal: 1.023 is 2.3, 0.98 is -2. */
+const changePercent = (ratio: number): number => Number(((ratio - 1) * 100).toFixed(1))
+/** 1.023 reads +2.3 %, 0.98 reads -2.0 %. */
+const change = (ratio: number): string => `${changePercent(ratio) >= 0 ? '+' : '-'}${Math.abs(changePercent(ratio)).toFixed(1)} %`
 const fixed = (value: number, digits = 0): string => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
 export interface PairFigures { pair: number, broker: MeasuredRun, baseline: MeasuredRun, ratio: number, p99DeltaMs: number }
@@ -95,6 +101,22 @@ export function pairs (runs: MeasuredRun[]): PairFigures[] {
   }
   return out
 }
+
+/** The median over pairs of `value(a, b)`, `a` and `b` being the runs of two targets in the same pair. */
+export function pairedMedian (runs: MeasuredRun[], a: MeasuredRun['target'], b: MeasuredRun['target'], value: (a: MeasuredRun, b: MeasuredRun) => number): number {
+  const values: number[] = []
+  for (const run of runs.filter((r) => r.target === a)) {
+    const other = runs.find((r) => r.target === b && r.pair === run.pair)
+    if (other !== undefined) values.push(value(run, other))
+  }
+  return median(values)
+}
+
+/** The issue's bound on a change: CPU per token at most 5 % above the compared build's. */
+const MAX_CPU_PER_TOKEN_CHANGE = 5
+
+const cpuPerTokenRatio = (runs: MeasuredRun[], a: MeasuredRun['target'], b: MeasuredRun['target']): number =>
+  pairedMedian(runs, a, b, (x, y) => x.cpuUsPerToken / y.cpuUsPerToken)
 
 export function verdicts (results: BenchResults): Verdict[] {
   const figures = pairs(results.runs)
@@ -116,6 +138,11 @@ export function verdicts (results: BenchResults): Verdict[] {
     { target: 'cold start: 1 OAuth call', measured: String(results.cold.calls.oauth), ok: results.cold.calls.oauth === 1 },
     { target: 'cold start: 0 errors', measured: String(results.cold.burst.errors), ok: results.cold.burst.errors === 0 }
   ]
+  if (results.runs.some((r) => r.target === 'compare')) {
+    const ratio = cpuPerTokenRatio(results.runs, 'broker', 'compare')
+    // Judged on the figure shown: +5.0 % is met, +5.1 % is not.
+    out.push({ target: `CPU per token ≤ compared build + ${MAX_CPU_PER_TOKEN_CHANGE} % (median of pairs)`, measured: change(ratio), ok: changePercent(ratio) <= MAX_CPU_PER_TOKEN_CHANGE })
+  }
   if (audited) {
     out.push(
       { target: '≤ 1 embedded call per issued token', measured: `${(embedded / issued).toFixed(4)}`, ok: embedded <= issued },
@@ -138,33 +165,87 @@ function runRow (run: MeasuredRun): string {
   return `| ${run.pair} | ${run.target} | ${fixed(load.reqPerS)} | ${ms(load.p50Ms)} | ${ms(load.p99Ms)} | ${fixed(run.cpuUsPerRequest)} µs | ${percent(run.mainThreadBusy)} | ${fixed(load.ok)} | ${load.non2xx + load.errors + load.timeouts} | ${calls.oauth} | ${fixed(calls.embedded)} |`
 }
 
+/** Which targets ran, in the order of the table's columns. */
+function targetColumns (runs: MeasuredRun[]): Array<{ target: MeasuredRun['target'], name: string }> {
+  const compared = runs.some((r) => r.target === 'compare')
+  return [{ target: 'broker', name: 'broker' }, ...(compared ? [{ target: 'compare' as const, name: 'compared build' }] : []), { target: 'baseline', name: 'baseline' }]
+}
+
+/**
+ * The headline table: each target's medians of runs, then ratios of each pair's figures (their
+ * median): broker and compared build against the baseline, and the broker against the compared build.
+ */
+function headlineTable (runs: MeasuredRun[]): string[] {
+  const columns = targetColumns(runs)
+  const comparisons = columns.length === 2
+    ? [['broker', 'baseline'] as const]
+    : [['broker', 'baseline'] as const, ['compare', 'baseline'] as const, ['broker', 'compare'] as const]
+  const nameOf = (target: MeasuredRun['target']): string => columns.find((c) => c.target === target)?.name ?? target
+  const medianOf = (target: MeasuredRun['target'], value: (r: MeasuredRun) => number): number => median(runs.filter((r) => r.target === target).map(value))
+  const row = (label: string, cell: (target: MeasuredRun['target']) => string, ratio: (a: MeasuredRun['target'], b: MeasuredRun['target']) => string): string =>
+    `|${[`${label} (median of runs)`, ...columns.map((c) => cell(c.target)), ...comparisons.map(([a, b]) => ratio(a, b))].map((text) => text === '' ? ' ' : ` ${text} `).join('|')}|`
+  const none = (): string => ''
+  const p99Delta = (a: MeasuredRun['target'], b: MeasuredRun['target']): string => `${p99Difference(pairedMedian(runs, a, b, (x, y) => x.load.p99Ms - y.load.p99Ms))} (median of pairs)`
+  return [
+    `| | ${columns.map((c) => c.name).join(' | ')} | ${comparisons.map(([a, b]) => `${nameOf(a)} / ${nameOf(b)}`).join(' | ')} |`,
+    `|---|${columns.map(() => '---|').join('')}${comparisons.map(() => '---|').join('')}`,
+    row('req/s', (t) => fixed(medianOf(t, (r) => r.load.reqPerS)), (a, b) => {
+      const text = ratioText(pairedMedian(runs, a, b, (x, y) => x.load.reqPerS / y.load.reqPerS))
+      return `${a === 'broker' && b === 'baseline' ? `**${text}**` : text} (median of pairs)`
+    }),
+    row('CPU per token', (t) => `${fixed(medianOf(t, (r) => r.cpuUsPerToken))} µs`, (a, b) => {
+      const ratio = cpuPerTokenRatio(runs, a, b)
+      return b === 'compare' ? `**${change(ratio)}** (median of pairs)` : `${ratio.toFixed(2)}× (median of pairs)`
+    }),
+    row('p50 latency', (t) => ms(medianOf(t, (r) => r.load.p50Ms)), none),
+    row('p99 latency', (t) => ms(medianOf(t, (r) => r.load.p99Ms)), p99Delta),
+    row('main thread busy', (t) => percent(medianOf(t, (r) => r.mainThreadBusy)), none)
+  ]
+}
+
+/** What the load generator cost, and whether it came near to limiting the targets. */
+function loaderLine (results: BenchResults): string {
+  const runs = results.runs
+  // Its one thread's share of a CPU: CPU time per answer times answers per second.
+  const busiest = Math.max(...runs.map((r) => r.loaderCpuUsPerRequest * (r.load.ok + r.load.non2xx) / r.load.durationS / 1e6))
+  const limit = busiest < 0.8
+    ? 'far from the whole CPU one thread can use: it is not what limits the targets'
+    : '**close to the whole CPU one thread can use: wrk may be what limits the targets**'
+  return `Same machine, same runs: per request the emulator used ${fixed(median(runs.map((r) => r.emulatorCpuUsPerRequest)))} µs of CPU and wrk, the load generator, ${fixed(median(runs.map((r) => r.loaderCpuUsPerRequest)))} µs (medians); wrk's thread was busy ${percent(busiest)} of the time in its busiest run, ${limit}. All the processes share the ${results.environment.cpus} CPUs, so a target's CPU per token is the steadiest figure of its cost.`
+}
+
 export function renderMarkdown (results: BenchResults): string {
   const { environment: env, config, cold, memory } = results
-  const figures = pairs(results.runs)
-  const brokerRuns = results.runs.filter((r) => r.target === 'broker')
-  const baselineRuns = results.runs.filter((r) => r.target === 'baseline')
   const issued = results.lives.reduce((sum, life) => sum + life.issued, 0)
   const oauth = results.lives.reduce((sum, life) => sum + life.oauthCalls, 0)
   const embedded = results.lives.reduce((sum, life) => sum + life.embeddedCalls, 0)
+  const compared = results.runs.some((r) => r.target === 'compare')
   const lines = [
     '# Benchmark results',
     '',
     `Written by \`npm run bench\` on ${env.date}: Node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), load average at start ${env.loadAverage.map((l) => l.toFixed(2)).join(' ')}.`,
-    `Broker: ${env.broker}. ${config.connections} connections, ${config.pairs} pair${config.pairs === 1 ? '' : 's'} of ${config.durationS} s runs (broker and baseline in ABBA order), after a warm-up in which each of the ${fixed(config.users)} distinct users (RS256 JWTs) fetched one token; the runs cycle through the same users, recipient and checkout tokens alternately. The whole run took ${fixed(results.elapsedS)} s.`,
+    `Broker: ${env.broker}. Load from wrk (1 thread), ${config.connections} connections, ${config.pairs} pair${config.pairs === 1 ? '' : 's'} of ${config.durationS} s runs (${compared ? 'broker, baseline and compared build' : 'broker and baseline'} in ABBA order), after a warm-up in which each of the ${fixed(config.users)} distinct users (RS256 JWTs) fetched one token; the runs cycle through the same users, recipient and checkout tokens alternately. The whole run took ${fixed(results.elapsedS)} s.`,
     '',
     '## Broker against the leanest pass-through',
     '',
-    '| | broker | baseline | broker / baseline |',
-    '|---|---|---|---|',
-    `| req/s (median of runs) | ${fixed(median(brokerRuns.map((r) => r.load.reqPerS)))} | ${fixed(median(baselineRuns.map((r) => r.load.reqPerS)))} | **${ratioText(median(figures.map((p) => p.ratio)))}** (median of pairs) |`,
-    `| p50 latency (median of runs) | ${ms(median(brokerRuns.map((r) => r.load.p50Ms)))} | ${ms(median(baselineRuns.map((r) => r.load.p50Ms)))} | |`,
-    `| CPU per request (median of runs) | ${fixed(median(brokerRuns.map((r) => r.cpuUsPerRequest)))} µs | ${fixed(median(baselineRuns.map((r) => r.cpuUsPerRequest)))} µs | ${(median(brokerRuns.map((r) => r.cpuUsPerRequest)) / median(baselineRuns.map((r) => r.cpuUsPerRequest))).toFixed(2)}× |`,
-    `| main thread busy (median of runs) | ${percent(median(brokerRuns.map((r) => r.mainThreadBusy)))} | ${percent(median(baselineRuns.map((r) => r.mainThreadBusy)))} | |`,
-    `| p99 latency (median of runs) | ${ms(median(brokerRuns.map((r) => r.load.p99Ms)))} | ${ms(median(baselineRuns.map((r) => r.load.p99Ms)))} | ${p99Difference(median(figures.map((p) => p.p99DeltaMs)))} (median of pairs) |`,
+    ...headlineTable(results.runs),
+    ''
+  ]
+  if (compared) {
+    const ratio = cpuPerTokenRatio(results.runs, 'broker', 'compare')
+    lines.push(
+      `Compared build: \`${config.compareEntry ?? ''}\`, loaded in the same pairs as the broker and the baseline.`,
+      '',
+      `**CPU per token vs \`${config.compareEntry ?? ''}\`: ${change(ratio)}** (target ≤ +${MAX_CPU_PER_TOKEN_CHANGE} %: ${changePercent(ratio) <= MAX_CPU_PER_TOKEN_CHANGE ? 'met' : '**missed**'})`,
+      ''
+    )
+  }
+  lines.push(
+    loaderLine(results),
     '',
-    `Same machine, same runs: per request the emulator used ${fixed(median(results.runs.map((r) => r.emulatorCpuUsPerRequest)))} µs of CPU and autocannon ${fixed(median(results.runs.map((r) => r.loaderCpuUsPerRequest)))} µs (medians); all three processes share the ${env.cpus} CPUs, so a target's CPU per request is the steadiest figure of its cost.`,
+    'CPU per token is the target process\'s CPU time (user + system, from `/proc`) per 2xx answer. Latencies are wrk\'s, to the microsecond, with its correction for coordinated omission (an answer slower than the usual pace also counts the requests its connection could not send meanwhile).',
     '',
-    'A Node process runs its JavaScript on one thread. While that thread is busy close to 100 % of the run, the target cannot answer faster than that thread gets through requests, however idle the other CPU is; a ratio between the two targets is then set by their CPU per request.',
+    'A Node process runs its JavaScript on one thread. While that thread is busy close to 100 % of the run, the target cannot answer faster than that thread gets through requests, however idle the other CPU is; a ratio between the two targets is then set by their CPU per token.',
     '',
     '| pair | target | req/s | p50 | p99 | CPU per request | main thread busy | 2xx | failed | OAuth calls | embedded calls |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
@@ -182,7 +263,7 @@ export function renderMarkdown (results: BenchResults): string {
     '',
     `A freshly started broker, hit by ${fixed(cold.burst.requests)} concurrent requests (distinct users) the moment it listens: **${cold.calls.oauth} OAuth call**, ${fixed(cold.calls.embedded)} embedded calls, **${cold.burst.errors} errors** (${Object.entries(cold.burst.statuses).map(([status, count]) => `${status}: ${count}`).join(', ')}), ${cold.jwksFetches} JWKS fetch, all answered in ${fixed(cold.burst.elapsedMs)} ms.`,
     ''
-  ]
+  )
   if (memory !== undefined) {
     lines.push(
       '## Memory',
@@ -194,22 +275,6 @@ export function renderMarkdown (results: BenchResults): string {
       `| after warm-up | ${mb(memory.warm.rssBytes)} | ${mb(memory.warm.heapUsedBytes)} | ${mb(memory.warm.heapTotalBytes)} | ${mb(memory.warm.externalBytes)} |`,
       `| after ${fixed(memory.users)} users | ${mb(memory.after.rssBytes)} | ${mb(memory.after.heapUsedBytes)} | ${mb(memory.after.heapTotalBytes)} | ${mb(memory.after.externalBytes)} |`,
       `| growth | **${mb(memory.after.rssBytes - memory.warm.rssBytes)}** | ${mb(memory.after.heapUsedBytes - memory.warm.heapUsedBytes)} | | |`,
-      ''
-    )
-  }
-  const compareRuns = results.runs.filter((r) => r.target === 'compare')
-  if (compareRuns.length > 0) {
-    const row = (name: string, runs: MeasuredRun[]): string =>
-      `| ${name} | ${fixed(median(runs.map((r) => r.load.reqPerS)))} | ${ms(median(runs.map((r) => r.load.p50Ms)))} | ${ms(median(runs.map((r) => r.load.p99Ms)))} | ${fixed(median(runs.map((r) => r.cpuUsPerRequest)))} µs | ${ratioText(median(runs.map((r) => r.load.reqPerS / (baselineRuns.find((b) => b.pair === r.pair)?.load.reqPerS ?? NaN))))} |`
-    lines.push(
-      '## Compared build',
-      '',
-      `\`${config.compareEntry ?? ''}\`, loaded in the same pairs as the broker and the baseline (medians of runs):`,
-      '',
-      '| | req/s | p50 | p99 | CPU per request | vs baseline (median of pairs) |',
-      '|---|---|---|---|---|---|',
-      row('compared build', compareRuns),
-      row('broker', brokerRuns),
       ''
     )
   }

@@ -39,6 +39,7 @@ function run (target: MeasuredRun['target'], pair: number, figures: Partial<Load
     load: load(figures),
     calls: { oauth: 0, embedded: 10_000 },
     cpuUsPerRequest: 300,
+    cpuUsPerToken: 300,
     mainThreadBusy: 0.5,
     emulatorCpuUsPerRequest: 50,
     loaderCpuUsPerRequest: 100,
@@ -435,6 +436,32 @@ t.test('verdicts(): RSS growth must stay under 100 MB', async (t) => {
   t.equal(verdict(t, results({ memory: memory(-3 * MB) }), 'RSS growth').measured, '-3.0 MB', 'RSS may shrink')
 })
 
+/** Broker, baseline and compared build in one pair, with the broker's and the compared build's CPU per token. */
+function compareRuns (pair: number, brokerCpuUs: number, compareCpuUs: number): MeasuredRun[] {
+  return [
+    ...pairRuns(pair, { reqPerS: 900 }),
+    run('compare', pair, { reqPerS: 950 }, { cpuUsPerToken: compareCpuUs })
+  ].map((r) => r.target === 'broker' ? { ...r, cpuUsPerToken: brokerCpuUs } : r)
+}
+
+t.test('verdicts(): CPU per token at most 5 % above the compared build\'s, judged only when one ran', async (t) => {
+  const target = 'CPU per token ≤ compared build + 5 %'
+  t.notOk(verdicts(results()).some((v) => v.target.startsWith('CPU per token')), 'no compared build, no verdict')
+  const at = verdict(t, results({ runs: compareRuns(1, 210, 200) }), target)
+  t.equal(at.measured, '+5.0 %')
+  t.equal(at.ok, true, '+5.0 % is met')
+  const over = verdict(t, results({ runs: compareRuns(1, 210.2, 200) }), target)
+  t.equal(over.measured, '+5.1 %')
+  t.equal(over.ok, false, '+5.1 % is missed')
+  const lower = verdict(t, results({ runs: compareRuns(1, 196, 200) }), target)
+  t.equal(lower.measured, '-2.0 %', 'a lower CPU per token reads as a minus')
+  t.equal(lower.ok, true)
+  t.equal(verdict(t, results({ runs: compareRuns(1, 199.99, 200) }), target).measured, '+0.0 %', 'a change that rounds to nothing reads +0.0 %, not -0.0 %')
+  const pairsOf = verdict(t, results({ runs: [...compareRuns(1, 300, 200), ...compareRuns(2, 202, 200), ...compareRuns(3, 204, 200)] }), target)
+  t.equal(pairsOf.measured, '+2.0 %', 'the median of the pairs\' ratios (1.5, 1.01, 1.02)')
+  t.equal(verdicts(results({ runs: compareRuns(1, 200, 200) })).length, 8, 'one verdict more than without a compared build')
+})
+
 // ---- bench/report.ts: renderMarkdown() -----------------------------------------------------
 
 t.test('renderMarkdown(): the figures and the verdicts of a small run', async (t) => {
@@ -454,6 +481,9 @@ t.test('renderMarkdown(): the figures and the verdicts of a small run', async (t
   t.match(md, 'each of the 10,000 distinct users', 'users, with a thousands separator')
   t.match(md, '| req/s (median of runs) | 890 | 1,050 | **0.850×** (median of pairs) |', 'req/s medians and the median ratio (0.9 and 0.8)')
   t.match(md, '| p99 latency (median of runs) | 12.25 ms | 10.50 ms | 1.75 ms more (median of pairs) |', 'p99 medians and the median delta (2 and 1.5)')
+  t.match(md, '| p50 latency (median of runs) | 5.00 ms | 5.00 ms | |', 'no ratio for p50')
+  t.match(md, 'Load from wrk (1 thread), 10 connections', 'the load generator')
+  t.match(md, 'per request the emulator used 50 µs of CPU and wrk, the load generator, 100 µs (medians); wrk\'s thread was busy 10 % of the time in its busiest run, far from the whole CPU one thread can use: it is not what limits the targets.', 'wrk\'s CPU: 100 µs per request at 1,000 answers a second')
   t.match(md, '| 2 | broker | 880 | 5.00 ms | 12.50 ms | 300 µs | 50 % | 10,000 | 0 | 0 | 10,000 |', 'a row per run')
   t.match(md, '2,000 tokens issued, 2 OAuth calls (**1.00e-3 per token**), 2,000 embedded calls (**1.0000 per token**)', 'Mangopay calls summed over the broker processes')
   t.match(md, '| broker-2 | 100 s | 500 | 1 | 500 | 1,000 |', 'a row per broker process (log bytes per token)')
@@ -466,7 +496,7 @@ t.test('renderMarkdown(): the figures and the verdicts of a small run', async (t
   t.equal(md.match(/\| (met|\*\*missed\*\*) \|$/gm)?.length, 7, 'one verdict row per target')
 
   t.notMatch(md, '## Memory', 'no memory phase, no section')
-  t.notMatch(md, '## Compared build', 'no compared build, no section')
+  t.notMatch(md, 'compared build', 'no compared build, no column and no verdict')
   t.notMatch(md, '## Build warnings', 'no warnings, no section')
 })
 
@@ -480,6 +510,25 @@ t.test('renderMarkdown(): one pair is written in the singular', async (t) => {
   t.match(md, '10 connections, 1 pair of 3 s runs')
 })
 
+t.test('renderMarkdown(): CPU per token beside the throughput ratio, per 2xx answer', async (t) => {
+  const md = renderMarkdown(results({
+    runs: [
+      run('broker', 1, { reqPerS: 900 }, { cpuUsPerToken: 150 }),
+      run('baseline', 1, {}, { cpuUsPerToken: 100 }),
+      run('baseline', 2, {}, { cpuUsPerToken: 100 }),
+      run('broker', 2, { reqPerS: 880 }, { cpuUsPerToken: 130, cpuUsPerRequest: 120 })
+    ]
+  }))
+  t.match(md, '| req/s (median of runs) | 890 | 1,000 | **0.890×** (median of pairs) |\n| CPU per token (median of runs) | 140 µs | 100 µs | 1.40× (median of pairs) |', 'right under req/s, with the median of the pairs\' ratios (1.5 and 1.3)')
+  t.match(md, '| 2 | broker | 880 | 5.00 ms | 10.00 ms | 120 µs |', 'the runs keep their CPU per answered request')
+})
+
+t.test('renderMarkdown(): a load generator near a whole CPU is flagged', async (t) => {
+  // 900 µs per request at 1,000 answers a second: 90 % of one CPU.
+  const md = renderMarkdown(results({ runs: [run('broker', 1, { reqPerS: 900 }), run('baseline', 1, {}, { loaderCpuUsPerRequest: 900 })] }))
+  t.match(md, 'wrk\'s thread was busy 90 % of the time in its busiest run, **close to the whole CPU one thread can use: wrk may be what limits the targets**')
+})
+
 t.test('renderMarkdown(): the memory phase, its growth and its verdict', async (t) => {
   const md = renderMarkdown(results({ memory: memory(150 * MB) }))
   t.match(md, '## Memory')
@@ -490,21 +539,31 @@ t.test('renderMarkdown(): the memory phase, its growth and its verdict', async (
   t.match(md, '| RSS growth over 200,000 users < 100 MB | 150.0 MB | **missed** |')
 })
 
-t.test('renderMarkdown(): a compared build is set against the baseline of its own pair', async (t) => {
+t.test('renderMarkdown(): a compared build gets a column, its ratios against its own pair\'s runs, and the CPU verdict', async (t) => {
   const md = renderMarkdown(results({
     config: loadBenchConfig({ BENCH_COMPARE_ENTRY: 'before/dist/server.js' }, DEFAULT_RESULTS_FILE),
     runs: [
       ...pairRuns(1, { reqPerS: 900 }, { reqPerS: 1000 }),
-      run('compare', 1, { reqPerS: 950 }),
+      run('compare', 1, { reqPerS: 950 }, { cpuUsPerToken: 290 }),
       ...pairRuns(2, { reqPerS: 1800 }, { reqPerS: 2000 }),
-      run('compare', 2, { reqPerS: 1900 })
+      run('compare', 2, { reqPerS: 1900 }, { cpuUsPerToken: 290 })
     ]
   }))
-  t.match(md, '## Compared build')
-  t.match(md, '`before/dist/server.js`, loaded in the same pairs')
-  t.match(md, '| compared build | 1,425 | 5.00 ms | 10.00 ms | 300 µs | 0.950× |', 'compared build: 0.95 of its pair\'s baseline in both pairs')
-  t.match(md, '| broker | 1,350 | 5.00 ms | 10.00 ms | 300 µs | 0.900× |')
+  t.match(md, '(broker, baseline and compared build in ABBA order)')
+  t.match(md, '| | broker | compared build | baseline | broker / baseline | compared build / baseline | broker / compared build |\n|---|---|---|---|---|---|---|')
+  t.match(md, '| req/s (median of runs) | 1,350 | 1,425 | 1,500 | **0.900×** (median of pairs) | 0.950× (median of pairs) | 0.947× (median of pairs) |', 'compared build: 0.95 of its pair\'s baseline in both pairs')
+  t.match(md, '| CPU per token (median of runs) | 300 µs | 290 µs | 300 µs | 1.00× (median of pairs) | 0.97× (median of pairs) | **+3.4 %** (median of pairs) |')
+  t.match(md, '| p50 latency (median of runs) | 5.00 ms | 5.00 ms | 5.00 ms | | | |')
+  t.match(md, 'Compared build: `before/dist/server.js`, loaded in the same pairs as the broker and the baseline.')
+  t.match(md, '**CPU per token vs `before/dist/server.js`: +3.4 %** (target ≤ +5 %: met)')
+  t.match(md, '| CPU per token ≤ compared build + 5 % (median of pairs) | +3.4 % | met |')
   t.match(md, '| throughput ≥ 0.8× baseline (median of pairs) | 0.900× | met |', 'the compared build does not count in the broker\'s ratio')
+  t.match(md, '| 2 | compare | 1,900 |', 'its runs in the table of runs')
+})
+
+t.test('renderMarkdown(): a compared build\'s CPU verdict, missed', async (t) => {
+  const md = renderMarkdown(results({ config: loadBenchConfig({ BENCH_COMPARE_ENTRY: '/tmp/before/server.js' }, DEFAULT_RESULTS_FILE), runs: compareRuns(1, 330, 300) }))
+  t.match(md, '**CPU per token vs `/tmp/before/server.js`: +10.0 %** (target ≤ +5 %: **missed**)')
 })
 
 t.test('renderMarkdown(): tsc\'s warnings are shown when the measured build had any', async (t) => {
