@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { createTokenClient, TokenClientError, type TokenClientOptions } from '../src/client/index.js'
+import { createTokenClient, TokenClientError, type TokenClientOptions } from '../packages/client/src/index.js'
 import { buildTestApp, tokenFor, USER_A, USER_B, USER_C, type TestApp, type TestContext } from './helpers.js'
 
 /**
- * The browser helper (src/client) against a real broker listening on a socket, in front of the
+ * The browser helper (packages/client) against a real broker listening on a socket, in front of the
  * emulator, with Node's fetch: what the emulator minted tells how many requests reached Mangopay.
  */
 
@@ -539,13 +540,14 @@ t.test('GET /v1/client.js serves the helper as a cacheable ES module', async t =
   const etag = res.headers.get('etag') ?? ''
   t.match(etag, /^"[\w-]{20,}"$/, 'a strong ETag')
   const script = await res.text()
-  t.match(script, 'export function createTokenClient')
-  t.match(script, 'export class TokenClientError')
+  t.equal(script, await readFile(new URL('../packages/client/dist/index.js', import.meta.url), 'utf8'), 'the package\'s own build, byte for byte')
   t.notMatch(script, /^\s*(interface|type) \w+/m, 'plain JavaScript, no TypeScript left')
   t.notMatch(script, 'sourceMappingURL', 'no pointer to a source map that is not served')
+  t.notMatch(script, /^\s*import\b/m, 'one self-contained module: nothing else to load')
 
   // The served file is the working helper: import it as a module and get a token with it.
-  const served = await import(`data:text/javascript;base64,${Buffer.from(script).toString('base64')}`) as typeof import('../src/client/index.js')
+  const served = await import(`data:text/javascript;base64,${Buffer.from(script).toString('base64')}`) as typeof import('../packages/client/src/index.js')
+  t.same(Object.keys(served).sort(), ['TokenClientError', 'createTokenClient'], 'the package\'s public API')
   const jwt = await tokenFor(USER_A)
   const token = await served.createTokenClient({ baseUrl: broker.baseUrl, getAuthorization: () => jwt }).recipientsToken()
   t.equal(token.clientToken, broker.emulator.control.minted[0]?.token)
