@@ -4,7 +4,7 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/client/package.json ./packages/client/
-# The helper's `prepare` would build it before its sources are here: `npm run build` does it below.
+# The root's `prepare` would build the helper before its sources are here: `npm run build` does.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -12,8 +12,8 @@ COPY packages/client ./packages/client
 RUN npm run build
 
 # Runtime stage: production dependencies, compiled JavaScript and the built helper only, as a
-# non-root user. The helper's `prepare` needs the dev dependencies, and no production dependency
-# has an install script (test/deploy.test.ts checks): hence --ignore-scripts.
+# non-root user. The root's `prepare` (building the helper) needs the dev dependencies, and no
+# production dependency has an install script (test/deploy.test.ts checks): hence --ignore-scripts.
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 WORKDIR /app

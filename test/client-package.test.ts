@@ -8,7 +8,7 @@ import { build } from 'esbuild'
 import t from 'tap'
 
 /**
- * The browser helper as a user gets it: `npm pack` in packages/client (its `prepare` builds it),
+ * The browser helper as a user gets it: `npm pack` in packages/client (its `prepack` builds it),
  * the tarball installed into an empty project, then imported by Node, type-checked by tsc and
  * bundled by esbuild. The package is packed from a copy, so the build starts from nothing and does
  * not rewrite the dist/ that other test files serve meanwhile.
@@ -59,6 +59,8 @@ t.test('the tarball holds the build and its declarations, and nothing else', asy
   t.equal(manifest.dependencies, undefined, 'no runtime dependencies')
   t.equal(manifest.sideEffects, false)
   t.equal(manifest.type, 'module')
+  const scripts = Object.keys(manifest.scripts as Record<string, string>)
+  t.same(scripts.filter(name => /^(preinstall|install|postinstall|prepare)$/.test(name)), [], 'nothing runs when it is installed (npm would ask the user to approve it)')
 })
 
 t.test('Node imports it from the installed package', async t => {

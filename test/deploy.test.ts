@@ -33,7 +33,7 @@ t.test('the image builds the browser helper and carries only its built file', as
 
   const install = /^RUN (npm ci .*)$/m.exec(runtime)?.[1] ?? ''
   t.match(install, '--omit=dev', 'no esbuild or TypeScript in the image')
-  t.match(install, '--ignore-scripts', 'the helper\'s prepare needs the dev dependencies')
+  t.match(install, '--ignore-scripts', 'the root\'s prepare, building the helper, needs the dev dependencies')
   const lock = JSON.parse(await readFile(new URL('../package-lock.json', import.meta.url), 'utf8')) as { packages: Record<string, { dev?: boolean, devOptional?: boolean, hasInstallScript?: boolean }> }
   const scripted = Object.entries(lock.packages).filter(([, pkg]) => pkg.hasInstallScript === true && pkg.dev !== true && pkg.devOptional !== true).map(([path]) => path)
   t.same(scripted, [], 'so no production dependency may need its install script')
