@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
  * start-up and served from memory with a strong ETag (a hash of the content).
  */
 
-export const CLIENT_PACKAGE = 'mangopay-token-broker-client'
+const CLIENT_PACKAGE = 'mangopay-token-broker-client'
 
 /** Short, so a redeployed helper reaches pages soon; the ETag makes revalidation a 304. */
 export const CLIENT_SCRIPT_CACHE_CONTROL = 'public, max-age=300'
