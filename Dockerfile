@@ -1,20 +1,28 @@
 # syntax=docker/dockerfile:1
-# Build stage: compile TypeScript with the dev dependencies.
+# Build stage: compile TypeScript and build the browser helper with the dev dependencies.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY packages/client/package.json ./packages/client/
+# The root's `prepare` would build the helper before its sources are here: `npm run build` does.
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY packages/client ./packages/client
 RUN npm run build
 
-# Runtime stage: production dependencies and compiled JavaScript only, as a non-root user.
+# Runtime stage: production dependencies, compiled JavaScript and the built helper only, as a
+# non-root user. The root's `prepare` (building the helper) needs the dev dependencies, and no
+# production dependency has an install script (test/deploy.test.ts checks): hence --ignore-scripts.
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY packages/client/package.json ./packages/client/
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# GET /v1/client.js serves the helper package's entry, found through its workspace link.
+COPY --from=build /app/packages/client/dist/index.js ./packages/client/dist/index.js
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]

@@ -133,10 +133,6 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
     brokerUrl = broker.url
     closers.push(async () => await broker.app.close())
 
-    // Produces the helper script now (under tsx this transpiles it), so the first page load is quick.
-    const script = await broker.app.inject({ method: 'GET', url: '/v1/client.js' })
-    if (script.statusCode !== 200) throw new Error(`the broker could not serve /v1/client.js (${script.statusCode})`)
-
     return { brokerUrl, frontendUrl: frontend.url, emulator, app: broker.app, close }
   } catch (err) {
     await close()

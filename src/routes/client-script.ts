@@ -1,50 +1,28 @@
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 
 /**
- * `GET /v1/client.js`: the browser helper (src/client) as an ES module, for plain pages that
- * have no bundler (`<script type="module">` / `import()`).
- *
- * Where the JavaScript comes from depends on how the broker runs:
- * - compiled (`npm run build`, the Docker image): `dist/client/index.js`, emitted by the same
- *   build as this file, sits next to it; it is read once at start-up.
- * - from source (tsx: `npm run demo`, the tests): `src/client/index.ts` is transpiled with the
- *   `typescript` dev dependency on the first request, then kept. Importing the compiler takes
- *   seconds, so it is only paid by a process that actually serves the script.
- * Either way the answer is served from memory with a strong ETag (a hash of the content).
+ * `GET /v1/client.js`: the browser helper, for plain pages that have no bundler
+ * (`<script type="module">` / `import()`). It is the very file the npm package ships
+ * (packages/client, built by `npm ci`, `npm test`, `npm run demo`, `npm run build`), read once at
+ * start-up and served from memory with a strong ETag (a hash of the content).
  */
 
-const COMPILED = new URL('../client/index.js', import.meta.url)
-const SOURCE = new URL('../client/index.ts', import.meta.url)
+const CLIENT_PACKAGE = 'mangopay-token-broker-client'
 
 /** Short, so a redeployed helper reaches pages soon; the ETag makes revalidation a 304. */
 export const CLIENT_SCRIPT_CACHE_CONTROL = 'public, max-age=300'
 
-export interface ClientScript {
+export interface ClientScriptOptions {
+  /** The built helper; by default the package's entry, found like any import (the workspace link). */
+  file?: URL
+}
+
+interface ClientScript {
   body: string
   etag: string
-}
-
-function withEtag (body: string): ClientScript {
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` }
-}
-
-/** The compiled file points at a source map this route does not serve. */
-function withoutSourceMapComment (code: string): string {
-  return code.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n')
-}
-
-async function transpileSource (): Promise<ClientScript> {
-  const source = await readFile(SOURCE, 'utf8')
-  const ts = (await import('typescript')).default
-  const output = ts.transpileModule(source, {
-    fileName: fileURLToPath(SOURCE),
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext, sourceMap: false, removeComments: false }
-  })
-  return withEtag(output.outputText)
 }
 
 /** RFC 9110 §13.1.2: If-None-Match uses the weak comparison, and may list several tags or `*`. */
@@ -56,30 +34,21 @@ function matches (ifNoneMatch: string | undefined, etag: string): boolean {
   })
 }
 
-/** Reads the compiled helper now, or transpiles the source on first use (a failure is retried next time). */
-function scriptLoader (): () => Promise<ClientScript> {
-  if (existsSync(COMPILED)) {
-    const ready = Promise.resolve(withEtag(withoutSourceMapComment(readFileSync(COMPILED, 'utf8'))))
-    return async () => await ready
+async function loadClientScript (file: URL | undefined): Promise<ClientScript> {
+  let body: string
+  try {
+    body = await readFile(file ?? new URL(import.meta.resolve(CLIENT_PACKAGE)), 'utf8')
+  } catch (err) {
+    const where = file === undefined ? `the ${CLIENT_PACKAGE} package's entry` : fileURLToPath(file)
+    throw new Error(`The browser helper served at /v1/client.js is not built (${where}: ${(err as Error).message}). Run "npm run build" (or "npm ci", which builds it).`, { cause: err })
   }
-  if (existsSync(SOURCE)) {
-    let transpiled: Promise<ClientScript> | undefined
-    return async () => {
-      transpiled ??= transpileSource().catch((err: unknown) => {
-        transpiled = undefined
-        throw err
-      })
-      return await transpiled
-    }
-  }
-  throw new Error(`The browser helper is missing (${fileURLToPath(COMPILED)}): run "npm run build".`)
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` }
 }
 
-export async function clientScriptRoutes (app: FastifyInstance): Promise<void> {
-  const script = scriptLoader()
+export async function clientScriptRoutes (app: FastifyInstance, options: ClientScriptOptions): Promise<void> {
+  const { body, etag } = await loadClientScript(options.file)
 
   app.get('/v1/client.js', async (request, reply) => {
-    const { body, etag } = await script()
     reply.header('etag', etag).header('cache-control', CLIENT_SCRIPT_CACHE_CONTROL)
     if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
     return reply.type('text/javascript; charset=utf-8').send(body)

@@ -57,7 +57,7 @@ function tokenCall (method, userId) {
 }
 
 function elementsSnippet (token, userId) {
-  return `import { createTokenClient } from 'mangopay-token-broker/client' // or ${brokerOrigin}/v1/client.js
+  return `import { createTokenClient } from 'mangopay-token-broker-client' // or ${brokerOrigin}/v1/client.js
 
 const tokens = createTokenClient({ baseUrl: '${brokerOrigin}', cache: true })
 ${tokenCall('recipientsToken', userId)}
@@ -75,7 +75,7 @@ const elementsOptions = {
 
 function checkoutSnippet (token, userId) {
   return `import { CheckoutSdk } from '@mangopay/checkout-sdk' // or the script from https://checkout.mangopay.com
-import { createTokenClient } from 'mangopay-token-broker/client'
+import { createTokenClient } from 'mangopay-token-broker-client'
 
 const tokens = createTokenClient({ baseUrl: '${brokerOrigin}', cache: true })
 ${tokenCall('checkoutToken', userId)}
