@@ -56,6 +56,14 @@ function tokenCall (method, userId) {
   return `const token = await tokens.${method}(${userId ? `{ userId: '${userId}' }` : ''})`
 }
 
+/** The four fields both Mangopay SDKs take, as the page would pass them. */
+function sdkFields (token, more = false) {
+  return `  clientId: '${token.clientId}', // token.clientId
+  clientToken: '${mask(token.clientToken)}', // token.clientToken, until ${token.expiresAt}
+  userId: '${token.userId}', // token.userId
+  environment: '${token.environment}'${more ? ',' : ''} // token.environment`
+}
+
 function elementsSnippet (token, userId) {
   return `import { createTokenClient } from 'mangopay-token-broker-client' // or ${brokerOrigin}/v1/client.js
 
@@ -64,10 +72,7 @@ ${tokenCall('recipientsToken', userId)}
 
 // Mangopay Elements (Recipients) is initialised with the token as its clientToken:
 const elementsOptions = {
-  clientId: '${token.clientId}', // token.clientId
-  clientToken: '${mask(token.clientToken)}', // token.clientToken, until ${token.expiresAt}
-  userId: '${token.userId}', // token.userId
-  environment: '${token.environment}' // token.environment
+${sdkFields(token)}
 }
 // Hand elementsOptions to the Recipients component (docs.mangopay.com/sdks/elements).
 // Get the token when the form is shown; after logout call tokens.clear().`
@@ -81,10 +86,7 @@ const tokens = createTokenClient({ baseUrl: '${brokerOrigin}', cache: true })
 ${tokenCall('checkoutToken', userId)}
 
 const options = {
-  clientId: '${token.clientId}', // token.clientId
-  clientToken: '${mask(token.clientToken)}', // token.clientToken, until ${token.expiresAt}
-  userId: '${token.userId}', // token.userId
-  environment: '${token.environment}', // token.environment
+${sdkFields(token, true)}
   profilingMerchantId: '<your profiling merchant id>',
   amount: { value: 1000, currency: 'EUR' },
   paymentMethods: [{
