@@ -4,18 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 
-/**
- * `GET /v1/client.js`: the browser helper (src/client) as an ES module, for plain pages that
- * have no bundler (`<script type="module">` / `import()`).
- *
- * Where the JavaScript comes from depends on how the broker runs:
- * - compiled (`npm run build`, the Docker image): `dist/client/index.js`, emitted by the same
- *   build as this file, sits next to it; it is read once at start-up.
- * - from source (tsx: `npm run demo`, the tests): `src/client/index.ts` is transpiled with the
- *   `typescript` dev dependency on the first request, then kept. Importing the compiler takes
- *   seconds, so it is only paid by a process that actually serves the script.
- * Either way the answer is served from memory with a strong ETag (a hash of the content).
- */
+// From source (tsx) the helper is transpiled on first request: only a process serving it pays for the compiler.
 
 const COMPILED = new URL('../client/index.js', import.meta.url)
 const SOURCE = new URL('../client/index.ts', import.meta.url)
