@@ -2,10 +2,7 @@ import type { ErrorCode } from './wire.js'
 
 export type { ErrorCode }
 
-/**
- * Typed errors with a stable `code` (SPEC §2). Everything the broker refuses is one of these;
- * the error handler turns them into application/problem+json and never adds anything else.
- */
+// Everything the broker refuses is a BrokerError with a stable `code` (SPEC §2).
 const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   user_id_required: 400,
@@ -30,7 +27,6 @@ const STATUS: Record<ErrorCode, number> = {
 }
 
 export interface BrokerErrorOptions {
-  /** Seconds, sent as `Retry-After`. */
   retryAfterS?: number
   /** Internal detail for the logs only (never sent to the client). */
   cause?: unknown

@@ -3,12 +3,7 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig, shutdownGraceMs, type Config } from './config/index.js'
 import { createLogger } from './observability/logging.js'
 
-/**
- * The thin edge: the only module that reads process.env, listens, handles signals and exits.
- * On SIGTERM/SIGINT readiness turns 503 at once, then after SHUTDOWN_DELAY_MS (time for load
- * balancers to notice) the server stops accepting, lets in-flight requests finish, and exits 0.
- * SIGHUP re-reads the secrets given as files (key rotation) and keeps serving.
- */
+// The thin edge: the only module that reads process.env, listens, handles signals and exits.
 async function main (): Promise<void> {
   let config: Config
   try {
@@ -29,6 +24,7 @@ async function main (): Promise<void> {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
     app.lifecycle.shuttingDown = true
+    // Readiness is 503 from now on: time for load balancers to notice.
     if (config.server.shutdownDelayMs > 0) await new Promise(resolve => setTimeout(resolve, config.server.shutdownDelayMs))
     await app.close()
   })
@@ -42,8 +38,7 @@ async function main (): Promise<void> {
   })
 
   await app.listen({ host: config.server.host, port: config.server.port })
-  // Warm the bearer so the first browser request does not wait for it; a failure is logged
-  // and retried on the first need.
+  // So the first browser request does not wait for a bearer; a failure is retried on the first need.
   app.mangopay.warmUp().catch(() => {})
 }
 

@@ -1,8 +1,4 @@
-/**
- * The browser-facing contract (SPEC §2), as plain types: the server's schemas are checked
- * against them at compile time and the browser helper imports them with `import type`, so the
- * two cannot drift.
- */
+// SPEC §2 as plain types: the server and the browser helper (`import type`) share them, so they cannot drift.
 
 export type MangopayEnvironment = 'SANDBOX' | 'PRODUCTION'
 
@@ -25,7 +21,6 @@ export interface TokenRequest {
   userId?: string
 }
 
-/** Every `code` a problem+json answer can carry. */
 export type ErrorCode =
   | 'bad_request'
   | 'user_id_required'

@@ -7,11 +7,7 @@ import { cacheVerifications } from './verify-cache.js'
 import { mangopayUserIdsFromClaim } from './session.js'
 import type { Authenticator, CredentialSource, JwtVerifier } from './types.js'
 
-/**
- * 401 for a request that presented no credential at all. Unlike a wrong credential it is not a
- * failed sign-in (see failed-auth-limit.ts): any page on the web can make its visitors' browsers
- * send such requests, and counting them would let it lock those visitors out.
- */
+// Not counted as a failed sign-in (limits/failed-auth.ts): any page could make its visitors send these and lock them out.
 export class MissingCredential extends BrokerError {
   constructor (detail: string) {
     super('unauthenticated', detail)
@@ -20,11 +16,7 @@ export class MissingCredential extends BrokerError {
 
 interface Presented { raw: string, source: CredentialSource }
 
-/**
- * Where a request's credential is, as sent: the Authorization header first, else the session
- * cookie. The one place that decides it, for the CSRF check before verification and for the
- * verification itself.
- */
+// The one place that decides where the credential is, for the CSRF check and for verification alike.
 function presented (request: FastifyRequest, cookieName: string | undefined): Presented | undefined {
   const header = request.headers.authorization
   if (header !== undefined) return { raw: header, source: 'header' }
@@ -32,7 +24,6 @@ function presented (request: FastifyRequest, cookieName: string | undefined): Pr
   return cookie !== undefined && cookie !== '' ? { raw: cookie, source: 'cookie' } : undefined
 }
 
-/** The JWT a request presents, from where `presented` says; 401 when there is none or the header is not `Bearer <token>`. */
 function tokenFrom (request: FastifyRequest, cookieName: string | undefined): string {
   const credential = presented(request, cookieName)
   if (credential === undefined) {
@@ -46,10 +37,8 @@ function tokenFrom (request: FastifyRequest, cookieName: string | undefined): st
   return match[1]
 }
 
-/** JWT sessions, from the Authorization header or (when configured) a cookie. Dev mode uses it too. */
 export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, clock: Clock, log?: FastifyBaseLogger }): Authenticator {
   const verifier = createJwtVerifier(jwt, { clock: options.clock, ...(options.log === undefined ? {} : { log: options.log }) })
-  // Each distinct JWT is verified once and remembered until its `exp` while the keys are unchanged.
   const verify: JwtVerifier = cacheVerifications(verifier, { keysVersion: verifier.keysVersion, now: () => options.clock.now() })
   return {
     ...(verifier.ready === undefined ? {} : { ready: verifier.ready }),

@@ -2,15 +2,8 @@ import type { FastifyRequest } from 'fastify'
 import { BrokerError } from '../errors.js'
 import type { CredentialSource } from './types.js'
 
-/**
- * SPEC §3.4: a cookie is sent by the browser whoever wrote the page, so a cookie-credentialed
- * request must prove it was made by script from an allowed origin: the custom `X-CSRF: 1`
- * header (a cross-site form cannot set it, and CORS stops cross-site scripts from sending it
- * without a preflight), plus an `Origin` / `Sec-Fetch-Site` check. Header credentials are
- * never sent automatically, so they are exempt. Checked on where the credential comes from,
- * before it is verified: a forged cross-site request costs no verification and no session
- * endpoint call, and does not count as a failed sign-in against its victim's address.
- */
+// SPEC §3.4: a browser sends cookies whoever wrote the page, so a cookie credential needs `X-CSRF: 1` and an allowed
+// origin. Checked before verification: a forged request costs nothing and is no failed sign-in for its victim.
 export function checkCsrf (request: FastifyRequest, credential: CredentialSource | undefined, allowedOrigins: ReadonlySet<string>): void {
   if (credential !== 'cookie') return
   if (request.headers['x-csrf'] !== '1') {

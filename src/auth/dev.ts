@@ -6,12 +6,7 @@ import { Type } from 'typebox'
 import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
 
-/**
- * AUTH_MODE=dev: a built-in login for the demo and local work (refused with
- * MANGOPAY_ENV=production). Logging in issues an HS256 JWT, signed with a per-process secret,
- * in an HttpOnly cookie; from then on it is verified exactly like any other JWT session, and
- * the cookie rules (X-CSRF, allowed origins) apply to it.
- */
+// AUTH_MODE=dev, refused in production: a demo login setting a JWT cookie, then verified like any other session.
 
 export const DEV_ISSUER = 'urn:mangopay-token-broker:dev'
 export const DEV_AUDIENCE = 'urn:mangopay-token-broker:dev'

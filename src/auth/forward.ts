@@ -9,13 +9,8 @@ import { MissingCredential } from './authenticator.js'
 import { mangopayUserIdsFromClaim } from './session.js'
 import type { Authenticator, CredentialSource, Session } from './types.js'
 
-/**
- * AUTH_MODE=forward (SPEC §3.1): the platform keeps its own sessions, so the broker asks the
- * platform's session endpoint who the caller is. Only the caller's `Cookie` and `Authorization`
- * headers go there, nothing else (no Host, no X-Forwarded-*). A 2xx JSON object is the session;
- * any other answer is 401. An endpoint that times out, cannot be reached or answers 5xx is the
- * platform's outage, not the caller's fault: 503 `auth_unavailable`, and never a token.
- */
+// AUTH_MODE=forward (SPEC §3.1): the platform's session endpoint, sent only Cookie and Authorization, names the
+// caller. Any non-2xx answer is a 401, but a timeout or a 5xx is the platform's outage: 503, never a token.
 
 export interface ForwardAuthOptions {
   url: string
@@ -24,7 +19,6 @@ export interface ForwardAuthOptions {
   cacheTtlMs: number
   userIdClaim: string
   clock: Clock
-  /** Tests may pass an undici MockAgent; by default the authenticator owns a Pool. */
   dispatcher?: Dispatcher
   cacheMaxEntries?: number
 }
@@ -34,7 +28,6 @@ export const FORWARD_READY_RECENT_MS = 30_000
 
 /** Bound of the answer cache (LRU), lookups in flight included: about 0.3 KiB each. */
 export const FORWARD_CACHE_MAX_ENTRIES = 10_000
-/** A session answer is a small JSON object; anything larger is not one. */
 const MAX_ANSWER_BYTES = 16 * 1024
 
 type Answer =
@@ -72,10 +65,7 @@ function credentialsOf (request: FastifyRequest): Credentials {
   }
 }
 
-/**
- * A cookie rides along on cross-site requests by itself; an Authorization header never does: with
- * one, the request is a header credential, whatever cookies come with it.
- */
+// A cookie rides along cross-site by itself, an Authorization header never does: with one, cookies don't count.
 function sourceOf (credentials: Credentials): CredentialSource | undefined {
   if (credentials.authorization !== undefined) return 'header'
   return credentials.cookie === undefined ? undefined : 'cookie'
@@ -96,7 +86,6 @@ export class ForwardAuthenticator implements Authenticator {
   readonly #answers: LRUCache<string, Answer, Credentials>
   readonly #cacheAnswers: boolean
   readonly #clock: Clock
-  /** When the session endpoint last answered below 500 (readiness). */
   #answeredAt = -Infinity
 
   constructor (options: ForwardAuthOptions) {
@@ -131,11 +120,7 @@ export class ForwardAuthenticator implements Authenticator {
     return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds }
   }
 
-  /**
-   * Readiness (SPEC §2: every configured dependency answers): the session endpoint answered
-   * lately, or answers now a request without credentials (any answer below 500, a 401 most
-   * likely, shows it is up).
-   */
+  /** SPEC §2: answered lately, or answers now without credentials (any status below 500 shows it is up). */
   async ready (): Promise<boolean> {
     if (this.#clock.now() - this.#answeredAt < FORWARD_READY_RECENT_MS) return true
     try {
@@ -146,7 +131,6 @@ export class ForwardAuthenticator implements Authenticator {
     }
   }
 
-  /** Cached answers held now (for tests and the bounded-memory check). */
   get cacheSize (): number {
     return this.#cacheAnswers ? this.#answers.size : 0
   }
@@ -164,7 +148,6 @@ export class ForwardAuthenticator implements Authenticator {
     return answer
   }
 
-  /** One overall deadline for the whole exchange, cleared as soon as it is over (no timer outlives it). */
   async #ask (credentials: Credentials): Promise<Answer> {
     return await withDeadline(this.#timeoutMs, deadline => this.#exchange(credentials, deadline))
   }

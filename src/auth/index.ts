@@ -16,7 +16,6 @@ export interface Auth {
   authenticator: Authenticator
   /** Whether a session can ride on a cookie Fastify must parse (AUTH_COOKIE_NAME, or dev mode's login). */
   parsesCookies: boolean
-  /** Dev mode's login routes. */
   routes?: (app: FastifyInstance) => Promise<void>
   close (): Promise<void>
 }

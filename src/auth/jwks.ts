@@ -8,7 +8,6 @@ export class KeySetUnavailable extends Error {}
 
 export interface RemoteKeySet {
   key: JWTVerifyGetKey
-  /** True when it can verify now (SPEC §2: every configured dependency answers). */
   ready: () => Promise<boolean>
   keysVersion: KeysVersion
 }
@@ -16,25 +15,14 @@ export interface RemoteKeySet {
 /** jose stamps each key set it fetches with `Date.now()`; their ages are read on the same clock. */
 const joseNow = (): number => Date.now()
 
-/**
- * While the key set cannot be fetched (the identity provider is down), the last one fetched
- * keeps verifying tokens for up to this long after that fetch, rather than every sign-in failing
- * once jose's 10-minute cache age has passed. No fetch could tell of a withdrawn key meanwhile.
- */
+// While the identity provider is down, the last set fetched keeps verifying this long after its fetch,
+// rather than every sign-in failing once jose's 10-minute cache age has passed.
 export const STALE_KEY_SET_MAX_MS = 24 * 60 * 60_000
-/**
- * While fetches fail, one is tried at most this often, and the requests in between use the last
- * set fetched without waiting (with no set to use, each request tries a fetch).
- */
+// While fetches fail, one is tried at most this often; requests in between use the last set without waiting.
 export const KEY_SET_RETRY_MS = 30_000
 
-/**
- * Where jose writes each key set it fetches (`jwks`), with when it fetched it (`uat`). Each set
- * gets its version as it is written: a new one when its keys differ from the set before. The
- * verify cache's entries belong to the version they were verified under, so versioning each
- * write (not the set found when next looked at) also ends what was verified with a key that came
- * and went between two looks.
- */
+// Where jose writes each set it fetches. Versioned on each write, not when next looked at, so the verify
+// cache also drops what was verified with a key that came and went between two looks.
 class FetchedKeySet {
   uat: number | undefined = undefined
   version = 0
@@ -56,7 +44,6 @@ class FetchedKeySet {
     this.#keys = undefined
   }
 
-  /** The set as a key source of its own, made when first needed after each write. */
   keys (): JWTVerifyGetKey | undefined {
     if (this.#keys === undefined && this.#jwks !== undefined) this.#keys = createLocalJWKSet(this.#jwks)
     return this.#keys
@@ -70,7 +57,6 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
   let failedAt = -Infinity
   const recentlyFailed = (): boolean => joseNow() - failedAt < KEY_SET_RETRY_MS
 
-  /** The last key set fetched, while it may stand in for one that cannot be fetched. */
   function lastKnownKeys (): JWTVerifyGetKey | undefined {
     const { uat } = fetched
     return uat === undefined || joseNow() - uat >= STALE_KEY_SET_MAX_MS ? undefined : fetched.keys()
@@ -99,10 +85,7 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
     }
   }
 
-  // Ready while the fetched set is within its cache age, or when it can be fetched now. Not
-  // while the last one only stands in: SPEC §2 wants every configured dependency to answer, and
-  // an outage of the identity provider is news for whoever watches readiness, even while the
-  // broker rides it out.
+  // Not ready while the last set only stands in (SPEC §2): an outage is news even while the broker rides it out.
   const ready = async () => {
     if (keySet.fresh) return true
     try {
@@ -113,12 +96,7 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
       return false
     }
   }
-  /**
-   * Past its cache age the last set fetched still answers at once while a fetch runs in the
-   * background (stale-while-revalidate), so no request waits on the identity provider for a key
-   * the broker already has. Waiting would cost every request arriving during the fetch up to the
-   * fetch timeout when the provider does not answer, once per KEY_SET_RETRY_MS.
-   */
+  // Stale-while-revalidate: no request waits on the identity provider for a key the broker already has.
   function refreshInBackground (): void {
     if (keySet.reloading || recentlyFailed()) return
     keySet.reload().catch((err: unknown) => { fetchFailed(err) })
@@ -146,13 +124,11 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
       throw new KeySetUnavailable('the JWKS could not be fetched', { cause: err })
     }
   }
-  // For the verify cache: a refetch that brings the same keys keeps the version, so cached
-  // verifications outlive it; different keys (one withdrawn, one added) end them all.
+  // A refetch with the same keys keeps the version, so cached verifications outlive it; other keys end them all.
   const keysVersion: KeysVersion = () => {
     if (fetched.uat === undefined) return undefined
     if (!keySet.fresh) {
-      // Too old to stand in: nothing verified with it is honoured (the verifier fetches the set
-      // again, or answers 503).
+      // Too old to stand in: nothing verified with it is honoured.
       if (lastKnownKeys() === undefined) return undefined
       // Past its cache age: fetched again even when every request is answered from the cache.
       refreshInBackground()

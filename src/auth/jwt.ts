@@ -30,12 +30,7 @@ function keyFor (config: JwtConfig, log: FastifyBaseLogger | undefined): KeySour
   }
 }
 
-/**
- * With a key set, a token without `kid` may match several keys (an old and a new one during a
- * rotation): jose then throws JWKSMultipleMatchingKeys, which yields each candidate key. As jose
- * documents, the token is verified with each, with the same options, and the first whose
- * signature checks decides; a bad signature under every candidate is a bad signature.
- */
+// Without `kid` several keys may match (a rotation): as jose documents, the first whose signature checks decides.
 async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
   try {
     return (await jwtVerify(token, key as KeyObject, options)).payload
@@ -53,11 +48,6 @@ async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerif
   }
 }
 
-/**
- * Verifies a JWT: signature with the configured key source, an explicit algorithm allow-list
- * (never `none`; HMAC only with a secret, so a public key can never be used as an HMAC key),
- * `iss`, `aud`, `exp` (required) and `nbf` with a small clock tolerance.
- */
 export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger, clock?: Clock } = {}): JwtVerifier & { ready?: () => Promise<boolean>, keysVersion?: KeysVersion } {
   const clock = options.clock ?? systemClock
   const { key, ready, keysVersion } = keyFor(config, options.log)
@@ -74,7 +64,7 @@ export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBa
       })
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated('The session token has expired.', err)
-      // The key set could not be fetched: the identity provider is down, not the caller's fault.
+      // The identity provider is down, not the caller's fault.
       if (err instanceof KeySetUnavailable) {
         throw new BrokerError('auth_unavailable', 'The identity provider\'s keys cannot be fetched right now; try again shortly.', { cause: err, retryAfterS: 5 })
       }

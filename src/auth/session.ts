@@ -4,10 +4,7 @@ import type { Session } from './types.js'
 const MANGOPAY_USER_ID = /^[A-Za-z0-9_-]{1,128}$/
 const MAX_IDS = 100
 
-/**
- * Reads the Mangopay user ids from a claim that may be a string or an array of strings.
- * Anything else (a number, an object, odd characters) grants nothing.
- */
+/** A string or an array of strings; anything else (a number, odd characters) grants nothing. */
 export function mangopayUserIdsFromClaim (value: unknown): string[] {
   const candidates = typeof value === 'string' ? [value] : Array.isArray(value) ? value.slice(0, MAX_IDS) : []
   const ids = candidates.filter((id): id is string => typeof id === 'string' && MANGOPAY_USER_ID.test(id))

@@ -3,7 +3,6 @@ import { LRUCache } from 'lru-cache'
 import type { JWTPayload } from 'jose'
 import type { JwtVerifier, KeysVersion } from './types.js'
 
-/** Bounds the cache: about 0.5 KB per entry. */
 export const VERIFY_CACHE_ENTRIES = 10_000
 /** Longer tokens are refused by the verifier anyway; they are not hashed for a lookup. */
 const MAX_CACHED_TOKEN_LENGTH = 8192
@@ -18,17 +17,8 @@ export interface VerifyCacheOptions {
   keysVersion?: KeysVersion | undefined
 }
 
-/**
- * Remembers successful verifications, so a JWT presented again skips the RSA/EC signature check
- * (the costliest step of a token request). Signature, algorithm, `iss` and `aud` depend only on
- * the exact token, the fixed configuration and the keys, so they hold for as long as the keys
- * are unchanged: an entry serves only while the keys' version is the one it was verified under,
- * so a key withdrawn from the identity provider's key set stops being honoured as soon as the
- * set without it is fetched. The time checks are redone on every hit: an entry serves only while
- * now is before `exp` (without the clock tolerance: a token in its grace period is verified in
- * full every time) and at or after `nbf`. Failures are never cached. Keys are SHA-256 digests,
- * so the cache holds no credentials.
- */
+// A JWT seen before skips the signature check, but only under the keys' version it was verified with, and only
+// before `exp` (no tolerance) and from `nbf`. Keys are SHA-256 digests: the cache holds no credentials.
 export function cacheVerifications (verify: JwtVerifier, options: VerifyCacheOptions = {}): JwtVerifier {
   const now = options.now ?? Date.now
   const keysVersion: KeysVersion = options.keysVersion ?? (() => 0)

@@ -12,7 +12,6 @@ export type JwtKeySource =
   | { kind: 'public-key', pem: string }
   | { kind: 'secret', secret: string }
 
-/** How long jose may take to fetch AUTH_JWKS_URL's key set. */
 export const JWKS_FETCH_TIMEOUT_MS = 3000
 
 /** Algorithms that fit the key: never HMAC with a public key, never `none`. */

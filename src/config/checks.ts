@@ -2,17 +2,12 @@ import envSchema from 'env-schema'
 import ipaddr from 'ipaddr.js'
 import { EnvSchema, type Env } from './schema.js'
 
-/** Checks shared by the sections, and the wording of the schema's own problems. */
-
 interface AjvIssue { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
 
 const PLAIN_INTEGER = /^-?\d+$/
 const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/
 
-/**
- * Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5') into a number, so a typo would be
- * reinterpreted silently: number settings must be written plainly.
- */
+// Ajv coerces whatever Number() reads ('0x10', '1e3', ' 5'): a typo would be reinterpreted silently.
 function checkNumberSyntax (data: Record<string, unknown>, problems: string[]): void {
   for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, { type?: unknown }>)) {
     const value = data[name]
@@ -37,7 +32,6 @@ export function splitList (value: string | undefined): string[] {
   return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
 }
 
-/** 127.0.0.0/8, ::1 or localhost, as URL.hostname writes them. */
 function isLoopbackHost (hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '')
   return host === 'localhost' || (ipaddr.isValid(host) && ipaddr.parse(host).range() === 'loopback')
@@ -94,7 +88,6 @@ export function checkTrustProxy (value: string | undefined, problems: string[]):
   return entries
 }
 
-/** The environment as the schema reads it (numbers coerced, defaults filled in), or undefined if it is refused. */
 export function validateEnv (data: Record<string, string>, problems: string[]): Env | undefined {
   checkNumberSyntax(data, problems)
   try {

@@ -6,10 +6,7 @@ import type { Env } from './schema.js'
 import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
 import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
 
-/**
- * The one place the environment is read: every problem at start-up in one ConfigError, and small
- * slices for the rest of the app (only the Mangopay client sees the API key).
- */
+// The one place the environment is read: every start-up problem in one ConfigError; only `mangopay` holds the API key.
 
 export { JWKS_FETCH_TIMEOUT_MS, type AuthConfig, type JwtAlgorithm, type JwtConfig, type JwtKeySource } from './auth.js'
 export { MANGOPAY_BASE_URLS, type CircuitSettings, type MangopayConfig } from './mangopay.js'
@@ -44,7 +41,6 @@ function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
 
 export type Config = ReturnType<typeof buildConfig>
 
-/** Reads `rawEnv` (normally `process.env`): the config, or one ConfigError listing every problem. */
 export function loadConfig (rawEnv: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = []
   // Empty strings mean "unset": that is how most orchestrators render an absent value.
@@ -53,8 +49,7 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   const env = validateEnv(values, problems)
   let config: Config | undefined
   try {
-    // When the schema refused the environment, the sections are still built from the raw
-    // values, so one start-up lists every problem.
+    // Built from the raw values even when the schema refused them, so one start-up lists every problem.
     config = buildConfig(env ?? (values as unknown as Env), files, problems)
   } catch (err) {
     // A raw value may trip a builder written for valid ones; the schema's problems say why.
@@ -64,10 +59,7 @@ export function loadConfig (rawEnv: Record<string, string | undefined> = process
   return config
 }
 
-/**
- * How long shutdown may take before close-with-grace exits 1: the drain delay, then the longest an
- * in-flight request can run (deadline, session call or key-set fetch) plus 5 s; never under 15 s.
- */
+/** Before close-with-grace exits 1: the drain delay, then the longest request can run plus 5 s (15 s at least). */
 export function shutdownGraceMs (config: Config): number {
   const longestRequestMs = Math.max(config.mangopay.timeoutMs, config.auth.forward?.timeoutMs ?? 0, JWKS_FETCH_TIMEOUT_MS)
   return config.server.shutdownDelayMs + Math.max(15_000, longestRequestMs + 5000)

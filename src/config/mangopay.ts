@@ -11,7 +11,6 @@ export const MANGOPAY_BASE_URLS = {
 } as const
 
 const PUBLIC_MANGOPAY_HOSTS = new Set(['api.mangopay.com', 'api.sandbox.mangopay.com'])
-/** Mangopay's own hosts, standard and mTLS, by the environment they belong to. */
 const MANGOPAY_HOST_ENVIRONMENTS: Readonly<Record<string, 'sandbox' | 'production'>> = {
   'api.mangopay.com': 'production',
   'api-mtls.mangopay.com': 'production',
@@ -19,15 +18,12 @@ const MANGOPAY_HOST_ENVIRONMENTS: Readonly<Record<string, 'sandbox' | 'productio
   'api-mtls.sandbox.mangopay.com': 'sandbox'
 }
 
-/** A URL's host name as Mangopay's are listed: `api.mangopay.com.` (the fully qualified form) is `api.mangopay.com`. */
+/** `api.mangopay.com.` (fully qualified) is `api.mangopay.com`. */
 function mangopayHost (url: URL): string {
   return url.hostname.replace(/\.$/, '')
 }
 
-/**
- * A base URL on one of Mangopay's own hosts must belong to MANGOPAY_ENV: otherwise answers would
- * name the wrong `environment`, and AUTH_MODE=dev could mint production tokens.
- */
+// A host of the other environment would make answers name the wrong one, and dev mode mint production tokens.
 function checkHostEnvironment (env: Env, baseUrl: string | undefined, problems: string[]): void {
   let url: URL | undefined
   try {
@@ -52,7 +48,6 @@ function checkClientId (clientId: string | undefined, problems: string[]): void 
   if (clientId?.includes(':') === true) problems.push('MANGOPAY_CLIENT_ID must not contain ":" (it cannot be sent in HTTP Basic authentication)')
 }
 
-/** mTLS files (SPEC §4): read and checked now, so a bad certificate stops start-up. */
 function mangopayTls (env: Env, passphraseFile: string | undefined, problems: string[]): TlsSettings | undefined {
   const files: TlsFiles = {
     ...(env.MANGOPAY_TLS_CERT_FILE === undefined ? {} : { certFile: env.MANGOPAY_TLS_CERT_FILE }),
@@ -89,12 +84,11 @@ export function mangopayConfig (env: Env, secretFiles: SecretFiles, problems: st
     timeoutMs: env.MANGOPAY_TIMEOUT_MS,
     /** Fraction of every Mangopay rate-limit window left to the rest of the platform. */
     quotaReserve: env.MANGOPAY_QUOTA_RESERVE,
-    /** A user's still-valid embedded token is handed again while it has this many seconds left; 0 = always mint. */
+    /** A user's embedded token is handed again while it has this many seconds left; 0 = always mint. */
     reuseMinTtlS: env.EMBEDDED_TOKEN_REUSE_MIN_TTL_S,
     /** Where the API key was read from, so SIGHUP can read it again; undefined when given inline. */
     apiKeyFile: secretFiles.MANGOPAY_API_KEY,
     tls: mangopayTls(env, secretFiles.MANGOPAY_TLS_PASSPHRASE, problems),
-    /** Retries of a failed call (network error or 5xx), 0–2. */
     retries: env.MANGOPAY_RETRIES,
     circuit: {
       /** Consecutive failures that open the circuit; 0 turns this rule off. */

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs'
 /** Variables that may instead be read from a file named by `<NAME>_FILE`. */
 const SECRET_VARIABLES = ['MANGOPAY_API_KEY', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET', 'DEV_SESSION_SECRET', 'REDIS_URL', 'MANGOPAY_TLS_PASSPHRASE'] as const
 type SecretVariable = typeof SECRET_VARIABLES[number]
-/** The `<NAME>_FILE` paths that were given, by `<NAME>`. */
 export type SecretFiles = Partial<Record<SecretVariable, string>>
 
 /** A secret file's content; a trailing newline in the file is not part of the secret. */

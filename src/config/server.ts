@@ -1,8 +1,6 @@
 import { checkOrigins, checkTrustProxy } from './checks.js'
 import type { Env } from './schema.js'
 
-/** How the broker serves HTTP: listener, timeouts, proxies, CORS, rate limits, metrics port. */
-
 export function serverConfig (env: Env, problems: string[]) {
   return {
     host: env.HOST,
@@ -10,7 +8,6 @@ export function serverConfig (env: Env, problems: string[]) {
     shutdownDelayMs: env.SHUTDOWN_DELAY_MS,
     /** A client must finish sending its headers within this (slow-header attacks). */
     headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS,
-    /** A whole request (headers and body) must arrive within this. */
     requestTimeoutMs: Math.max(env.HTTP_REQUEST_TIMEOUT_MS, env.HTTP_HEADERS_TIMEOUT_MS),
     /** Idle keep-alive connections close after this; keep it above the load balancer's idle timeout. */
     keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,

@@ -3,10 +3,7 @@ import { readFileSync } from 'node:fs'
 import { createSecureContext } from 'node:tls'
 import { readSecretFile, unreadable } from './secret-files.js'
 
-/**
- * mTLS files towards Mangopay's `api-mtls` hosts (SPEC §4): read and checked at start-up (one
- * ConfigError lists every problem) and again on SIGHUP.
- */
+// mTLS files for Mangopay's `api-mtls` hosts (SPEC §4): checked at start-up and again on SIGHUP.
 
 export interface TlsFiles {
   certFile?: string
@@ -23,7 +20,6 @@ export interface TlsMaterial {
   passphrase?: string
 }
 
-/** The material and the files it came from (SIGHUP re-reads them). */
 export interface TlsSettings {
   files: TlsFiles
   material: TlsMaterial
@@ -56,10 +52,7 @@ function describeContextError (err: unknown): string {
   return 'the certificate, key or CA cannot be loaded'
 }
 
-/**
- * Reads and checks the files; `passphrase` is the already-resolved `MANGOPAY_TLS_PASSPHRASE[_FILE]`.
- * Returns undefined (and adds problems) when something is wrong, or when nothing is configured.
- */
+/** `passphrase` is already resolved. Undefined when something is wrong (see `problems`) or nothing is set. */
 export function loadTlsMaterial (files: TlsFiles, passphrase: string | undefined, problems: string[], now = Date.now()): TlsMaterial | undefined {
   const before = problems.length
   if ((files.certFile === undefined) !== (files.keyFile === undefined)) {

@@ -1,9 +1,4 @@
-/**
- * `npm run demo`: the whole job on one machine, no Mangopay account and no network — the
- * Mangopay emulator, the broker (AUTH_MODE=dev) with the demo page, and a second origin
- * calling the broker cross-origin. PORT (default 3000) and FRONTEND_PORT (default 3001) pick
- * the ports, LOG_LEVEL the broker's log level.
- */
+// `npm run demo`: emulator, broker (AUTH_MODE=dev) and a second origin, all local; PORT and FRONTEND_PORT pick ports.
 import closeWithGrace from 'close-with-grace'
 import { ConfigError } from '../config/index.js'
 import { startDemo, type Demo } from './start.js'

@@ -3,12 +3,7 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 
-/**
- * The demo page (src/demo/public), served on two origins: by the broker at `/` (a demo-only
- * plugin), and by a separate "frontend" server that calls the broker cross-origin. The page's
- * script and styles are files of their own, so a strict CSP (`script-src 'self'`, no inline
- * code) holds on both.
- */
+// The demo page, on the broker's origin and on a second one; no inline code, so a strict CSP holds on both.
 
 const PUBLIC = new URL('./public/', import.meta.url)
 
@@ -27,7 +22,6 @@ export interface PageSettings {
   role: 'broker' | 'frontend'
   /** The broker's origin as the page calls it; '' on the broker's own origin. */
   broker: string
-  /** The frontend's URL, linked from the broker's page. */
   frontend: string
 }
 
@@ -42,10 +36,7 @@ export function renderPage (html: string, settings: PageSettings): string {
     .replace('{{FRONTEND}}', escapeAttribute(settings.frontend))
 }
 
-/**
- * Only the page's own files run; the broker is the only thing it talks to (on the frontend
- * origin it also loads the helper from there). No inline script or style, no framing.
- */
+/** Only the page's own files run, it talks only to the broker (the helper's origin too), and it cannot be framed. */
 export function contentSecurityPolicy (brokerOrigin?: string): string {
   const broker = brokerOrigin === undefined ? '' : ` ${brokerOrigin}`
   return [
@@ -82,7 +73,6 @@ export interface FrontendServer {
   close (): Promise<void>
 }
 
-/** The "frontend" origin: a static server for the same page, pointed at the broker. */
 export async function startFrontendServer (options: { assets: DemoAssets, host: string, port: number, brokerUrl: () => string }): Promise<FrontendServer> {
   const { assets } = options
 

@@ -7,11 +7,7 @@ import { loadConfig } from '../config/index.js'
 import { startEmulator, type Emulator } from '../emulator/index.js'
 import { demoPageRoutes, loadDemoAssets, startFrontendServer, type DemoAssets } from './pages.js'
 
-/**
- * The embedded default (SPEC §7) in one call: the Mangopay emulator, the broker in dev auth
- * mode in front of it with the demo page at `/`, and a second "frontend" origin serving the
- * same page against the broker cross-origin. `npm run demo` and the browser tests both use it.
- */
+// The embedded default (SPEC §7) in one call, for `npm run demo` and the browser tests.
 
 export interface DemoOptions {
   /** Default 127.0.0.1: both origins must be on the same host for the dev SameSite=Lax cookie. */
@@ -31,9 +27,7 @@ export interface DemoOptions {
 }
 
 export interface Demo {
-  /** The broker, serving the demo page at `/`. */
   brokerUrl: string
-  /** The same page on a second origin, calling the broker cross-origin. */
   frontendUrl: string
   emulator: Emulator
   app: FastifyInstance
@@ -67,7 +61,6 @@ interface BrokerSettings {
   frontendUrl: string
 }
 
-/** Builds the broker for `port` (0: a free one) with the demo page, and listens. */
 async function listenBroker (settings: BrokerSettings): Promise<{ app: FastifyInstance, url: string }> {
   const { host, assets, frontendUrl } = settings
   for (let attempt = 1; ; attempt++) {
@@ -77,8 +70,7 @@ async function listenBroker (settings: BrokerSettings): Promise<{ app: FastifyIn
       ...settings.env,
       HOST: host,
       PORT: String(port),
-      // The page's own origin too: a same-origin POST carries an Origin header, and a cookie
-      // request whose Origin is not listed is refused (SPEC §3.4).
+      // A same-origin POST carries Origin too, and a cookie request from an unlisted one is refused (SPEC §3.4).
       CORS_ORIGINS: `${url},${frontendUrl}`
     })
     const app = await buildApp(config, settings.logger === undefined ? {} : { logger: settings.logger })

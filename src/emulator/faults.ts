@@ -2,7 +2,6 @@ import type { ServerResponse } from 'node:http'
 import { genericError, JSON_TYPE, responseHeaders, send, writable, type Reply } from './replies.js'
 import type { Fault } from './types.js'
 
-/** Bytes per write of a trickled body: small enough that any body takes several writes. */
 const TRICKLE_BYTES = 8
 
 /** setTimeout with a registry, so close() can cancel delayed answers instead of waiting for them. */

@@ -50,7 +50,6 @@ function bearerToken (header: string | undefined): string | undefined {
   return /^Bearer +(\S+)$/i.exec(header ?? '')?.[1]
 }
 
-/** POST /v2.01/oauth/token: client credentials in, a platform bearer out. */
 export function handleOAuth (call: IncomingCall, { settings, state, clock }: HandlerContext): Reply {
   const credentials = basicCredentials(call.headers.authorization)
   if (credentials === undefined) return oauthError(401, 'invalid_client', MALFORMED_BASIC)
@@ -122,7 +121,6 @@ function checkEmbeddedBody (raw: string): BodyCheck {
   return { ok: true, clientId, userId }
 }
 
-/** POST /v2.01/oauth/token/embedded/{recipient,checkout}: a bearer and a user in, a per-user token out. */
 export function handleEmbedded (kind: EmbeddedKind, call: IncomingCall, { settings, state, clock }: HandlerContext): Reply {
   const now = clock.now()
   const token = bearerToken(call.headers.authorization)
@@ -144,7 +142,6 @@ export function handleEmbedded (kind: EmbeddedKind, call: IncomingCall, { settin
   return jsonReply(200, embeddedBody(kind, minted, settings), { 'Cache-Control': 'no-store' })
 }
 
-/** A success-shaped body with no side effect, for faults that cut it short. */
 export function previewBody (endpoint: EndpointName, settings: EndpointSettings): string {
   if (endpoint === 'oauth') return JSON.stringify(bearerBody(hex32(), settings))
   return JSON.stringify(embeddedBody(endpoint, `${EMBEDDED[endpoint].prefix}${hex32()}`, settings))

@@ -15,10 +15,7 @@ export interface QuotaOutcome { exhausted: boolean, headers: RateLimitHeaders }
 
 interface WindowState { limit: number, periodMs: number, used: number, startedAt: number | undefined }
 
-/**
- * Each window starts at its first call and frees up `periodS` later. Mangopay describes
- * sliding windows; fixed ones give the same headers and are predictable in tests.
- */
+// Fixed windows from their first call: the same headers as Mangopay's sliding ones, and predictable in tests.
 export class QuotaTracker {
   readonly #clock: Clock
   readonly #windows: WindowState[]
@@ -45,7 +42,6 @@ export class QuotaTracker {
     return { exhausted, headers: this.#headers(now) }
   }
 
-  /** The headers as they stand, without counting a call. */
   peek (): RateLimitHeaders {
     const now = this.#clock.now()
     this.#expire(now)

@@ -17,7 +17,6 @@ export function unixSeconds (ms: number): number {
   return Math.floor(ms / 1000)
 }
 
-/** Mangopay's own error envelope `{Message, Type, Id, Date, errors}`. */
 export function mangopayError (
   status: number, type: string, message: string, now: number, errors: Record<string, string> | null = null
 ): Reply {
@@ -45,12 +44,10 @@ export function payloadTooLarge (now: number): Reply {
   return mangopayError(413, 'other', 'The request body is too large', now)
 }
 
-/** A stand-in envelope when a `status` fault gives no body. */
 export function genericError (status: number, now: number): Reply {
   return mangopayError(status, 'other', STATUS_CODES[status] ?? 'Error', now)
 }
 
-/** The RFC 6749 dialect /oauth/token answers with. */
 export function oauthError (status: number, error: string, description?: string): Reply {
   return jsonReply(status, description === undefined ? { error } : { error, error_description: description })
 }
@@ -68,7 +65,6 @@ export function responseHeaders (reply: Reply, length: number, rateHeaders: Reco
       headers[name] = value
     }
   }
-  // 204/304 must not carry a body length.
   if (reply.status !== 204 && reply.status !== 304) headers['Content-Length'] = length
   return headers
 }

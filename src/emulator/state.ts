@@ -5,7 +5,6 @@ import type {
   EmulatorControl, EndpointName, Fault, FaultTarget, FaultRule, IssuedBearer, MintedToken, QuotaWindow, RateLimitHeaderStyle, ReceivedRequest
 } from './types.js'
 
-/** How many received requests, minted tokens and bearers are remembered. */
 export const RECORD_LIMIT = 10_000
 
 export interface BearerRecord extends IssuedBearer { clientId: string }
@@ -100,7 +99,6 @@ export class EmulatorState implements EmulatorControl {
     }
   }
 
-  /** The fault to apply to this call, if a rule with times left targets it. */
   takeFault (endpoint: EndpointName): Fault | undefined {
     for (let i = 0; i < this.#rules.length; i++) {
       const rule = this.#rules[i]

@@ -3,11 +3,7 @@ import type { Socket } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 import { problemBody } from './problem.js'
 
-/**
- * Errors Node's HTTP parser raises before Fastify sees a request (headers too large, a client
- * too slow to send its headers, garbage on the wire). Answered as problem+json like every other
- * refusal, with the same security headers, then the connection is closed.
- */
+// Errors Node's parser raises before Fastify sees a request: problem+json like any refusal, then the socket closes.
 const BY_PARSER_CODE: Record<string, [number, ErrorCode, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'request_header_fields_too_large', 'The request headers are too large.'],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time.']

@@ -2,11 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fp from 'fastify-plugin'
 
-/**
- * SPEC §3.4: CORS answers only origins listed exactly in CORS_ORIGINS — no wildcard, no
- * reflection, no suffix or scheme/port leniency. An unlisted origin gets no CORS header at
- * all (its preflight is a plain 404), so the browser refuses to send or read the request.
- */
+// SPEC §3.4: only the exact origins in CORS_ORIGINS; any other gets no CORS header (its preflight a plain 404).
 
 /** Browsers may cache a successful preflight this long (seconds): short, so a removed origin stops quickly. */
 export const PREFLIGHT_MAX_AGE_S = 600
@@ -22,10 +18,7 @@ async function corsPlugin (app: FastifyInstance, options: { origins: readonly st
     allowedHeaders: ['Authorization', 'Content-Type', 'X-CSRF'],
     exposedHeaders: ['Retry-After', 'X-Request-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'],
     maxAge: PREFLIGHT_MAX_AGE_S,
-    // Not strict: the strict check answers an OPTIONS without Access-Control-Request-Method
-    // with a text/plain 400, which no problem+json client can read. Browsers always send the
-    // header; such a request from a listed origin is answered like a preflight, and one from
-    // any other origin is still the plain 404.
+    // Strict answers a preflight lacking Access-Control-Request-Method with a text/plain 400; browsers always send it.
     strictPreflight: false
   })
 }

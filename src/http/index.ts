@@ -9,18 +9,12 @@ export { commonHeaders, problemBody, sendProblem } from './problem.js'
 
 export interface InboundOptions {
   lifecycle: Lifecycle
-  /** CORS_ORIGINS, exact. */
   origins: readonly string[]
 }
 
-/**
- * What every browser-facing answer goes through: problem+json errors, exact-origin CORS, JSON
- * bodies only, and the headers every answer carries.
- */
 async function inbound (app: FastifyInstance, options: InboundOptions): Promise<void> {
   const { lifecycle } = options
-  // Only JSON bodies: the rest get 415. An empty body with a JSON content type counts as none
-  // (SPEC §2 allows none). Prototype-poisoning keys are refused (400).
+  // JSON only (else 415), prototype poisoning refused; an empty body counts as none (SPEC §2 allows none).
   app.removeAllContentTypeParsers()
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -37,8 +31,7 @@ async function inbound (app: FastifyInstance, options: InboundOptions): Promise<
     // Only GET /v1/client.js (a public script) sets its own caching; everything else is no-store.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     reply.header('x-content-type-options', 'nosniff')
-    // While draining, a finished answer closes its connection: close() waits for every
-    // connection, and one idle for the keep-alive timeout would outlast it.
+    // close() waits for every connection, and one idle for the keep-alive timeout would outlast it.
     if (lifecycle.shuttingDown) reply.header('connection', 'close')
     done(null, payload)
   })

@@ -17,7 +17,6 @@ function requestId (req: { headers: Record<string, string | string[] | undefined
   return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
 }
 
-/** The listener's limits and Fastify's settings: what the socket accepts before any route runs. */
 export function serverOptions (server: ServerConfig, logger: Logger): FastifyHttpOptions<Server> {
   return {
     loggerInstance: logger,
@@ -28,8 +27,7 @@ export function serverOptions (server: ServerConfig, logger: Logger): FastifyHtt
     // Requests still reaching a route once close() has begun get the token routes' problem+json 503.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    // Slow-header and slow-body clients are cut off, headers capped (431 beyond), and expired
-    // connections swept every second rather than every 30 s.
+    // Slow clients are cut off; expired connections are swept every second rather than every 30 s.
     requestTimeout: server.requestTimeoutMs,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     connectionTimeout: server.keepAliveTimeoutMs + 5000,

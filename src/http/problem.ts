@@ -2,11 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { BrokerError, type ErrorCode } from '../errors.js'
 
-/**
- * One error handler for the whole app: every refusal, from every route (404 included), is
- * RFC 9457 application/problem+json with a stable `code` and the request id. Only
- * BrokerError details are shown; anything unexpected is a plain 500 whose cause stays in the log.
- */
+// The one error handler: RFC 9457 problem+json with a stable `code`; only BrokerError details are shown.
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
@@ -42,10 +38,7 @@ declare module 'fastify' {
   }
 }
 
-/**
- * The headers every answer carries. Routed answers get them from app.ts's onSend hook; the few
- * written where no hook runs (frameworkErrors, the METRICS_PORT listener) set them from here.
- */
+// Routed answers get these from onSend; this is for those written where no hook runs (frameworkErrors, METRICS_PORT).
 export function commonHeaders (requestId: string): Record<string, string> {
   return { 'x-request-id': requestId, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 }
@@ -63,11 +56,9 @@ export function sendProblem (reply: FastifyReply, error: BrokerError, extensions
     .send({ ...problemBody(error.statusCode, error.code, error.detail, reply.request.id), ...extensions })
 }
 
-/** Fastify's own errors (parsing, limits, validation) in SPEC §2 terms. */
 function fromFastifyError (err: FastifyError): BrokerError {
   if (err.validation !== undefined) {
-    // A union schema (e.g. "no body or an object") reports every branch's miss; the issue inside
-    // the object branch is the one that helps the caller, not "must be null".
+    // A union schema reports every branch's miss: the object branch's helps the caller, not "must be null".
     const useful = err.validation.filter(v => v.keyword !== 'anyOf' && !(v.keyword === 'type' && v.params.type === 'null'))
     const first = useful[0] ?? err.validation[0]
     const where = first?.instancePath === '' || first?.instancePath === undefined ? 'body' : `body${first.instancePath.replace(/\//g, '.')}`
@@ -96,11 +87,7 @@ function fromFastifyError (err: FastifyError): BrokerError {
   return new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
 }
 
-/**
- * Fastify's `frameworkErrors`: what it refuses before routing (a URL that does not decode, say)
- * gets the same problem+json as everything else, without the URL echoed. No hook runs on this
- * path, so the answer carries the common headers and its log line itself.
- */
+// Refusals before routing: no hook runs here, so the answer sets the common headers and logs itself.
 export function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const error = err.code === 'FST_ERR_ASYNC_CONSTRAINT'
     ? new BrokerError('internal_error', 'The broker failed unexpectedly.', { cause: err })
@@ -112,7 +99,7 @@ export function answerFrameworkError (err: FastifyError, request: FastifyRequest
 
 interface BriefCause { type: string, code?: string, message?: string, cause?: BriefCause }
 
-/** What failed underneath, without a stack: its kind, code and message, and those of its own cause (a few deep). */
+/** What failed underneath, without a stack, a few causes deep. */
 function briefCause (cause: unknown, depth = 0): BriefCause {
   if (!(cause instanceof Error)) return { type: typeof cause }
   const code = (cause as NodeJS.ErrnoException).code
@@ -128,8 +115,7 @@ async function problemPlugin (app: FastifyInstance): Promise<void> {
       // Unexpected: the whole cause, stack and all, is what finds the bug.
       request.log.error({ err: error.cause ?? error, code: error.code, ...error.logFields }, error.detail)
     } else if (error.statusCode >= 500) {
-      // A dependency's state (Mangopay, Redis, the identity provider) or a shutdown: every request
-      // refused for it would repeat the same stack trace, which says no more than the cause.
+      // A dependency's state or a shutdown: a stack trace per refused request would say no more than the cause.
       request.log.error({ code: error.code, ...error.logFields, ...(error.cause === undefined ? {} : { cause: briefCause(error.cause) }) }, error.detail)
     } else {
       request.log.info({ code: error.code, ...error.logFields }, `refused: ${error.code}`)

@@ -4,12 +4,7 @@ import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { scripted, type ScriptedRedis } from '../redis/index.js'
 
-/**
- * Fixed-window counters for @fastify/rate-limit, in memory (one process) or in Redis (shared
- * by every instance). Each limiter asks the root store for a `child` named by its `groupId`,
- * so the per-user counters and the failed-authentication counters live in separate, separately
- * bounded namespaces: a flood of one kind cannot evict the other.
- */
+// Each limiter gets its own `child` namespace, bounded separately: a flood of one cannot evict the other's counters.
 
 export interface WindowCount { current: number, ttl: number }
 type Callback = (error: Error | null, result?: WindowCount) => void
@@ -67,7 +62,6 @@ export class MemoryRateLimitStore implements RateLimitStore {
     return child
   }
 
-  /** Keys held now, per namespace (for tests and the bounded-memory check). */
   get size (): number {
     return this.#windows.size
   }
@@ -77,18 +71,12 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 }
 
-/**
- * A Redis failure fails closed: no token is issued without a working limit. It is an outage of
- * a dependency, not a fault of the broker's: 503 with Retry-After, so clients retry later.
- */
+// Fails closed: no token without a working limit. A dependency's outage, so 503 with Retry-After.
 function storeUnavailable (cause: unknown): BrokerError {
   return new BrokerError('shared_state_unavailable', 'The broker\'s shared state cannot be reached right now; try again shortly.', { cause, retryAfterS: 5, logFields: { rateLimitStore: 'redis' } })
 }
 
-/**
- * Counters in Redis under `<client keyPrefix>rl:<groupId>:<key>`, each expiring with its window,
- * so Redis holds at most one small key per active user or IP per window.
- */
+/** Keys `<keyPrefix>rl:<groupId>:<key>`, each expiring with its window. */
 export class RedisRateLimitStore implements RateLimitStore {
   readonly #redis: ScriptedRedis
   readonly #namespace: string

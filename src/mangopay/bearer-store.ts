@@ -1,28 +1,12 @@
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 
-/**
- * Holds the one Mangopay OAuth bearer the broker uses for its whole life (Mangopay asks for
- * exactly that). Pure: no I/O of its own; `fetchBearer` does the OAuth call.
- *
- * - A bearer is never used in its last `HARD_MARGIN_MS` (Mangopay: renew 30 s before expiry).
- * - From `refreshAt` on, the first caller starts a refresh in the background and still gets
- *   the current bearer, so requests do not wait while the old one is valid.
- * - Single flight: any number of concurrent needs share one OAuth call.
- * - A failed call is never cached as a bearer; after a transient failure the next need tries
- *   again. Background refreshes back off after a failure so a failing OAuth endpoint is not
- *   called on every request.
- * - Mangopay answers repeated bad credentials with a temporary IP block, so a refusal is not
- *   met with an OAuth call per request: a refusal of the credentials is remembered for
- *   `REFUSAL_MEMORY_MS`, and the bearer that replaced a refused one, refused in turn within
- *   `YOUNG_BEARER_MS` of its issue, is kept.
- * - Optionally (REDIS_URL) the bearer is shared with other instances: a need first looks there
- *   (`SharedBearers`, see shared-bearer.ts), so the whole fleet makes one OAuth call.
- */
+// The one OAuth bearer the broker uses (Mangopay asks for exactly one): refresh-ahead, single
+// flight, and no OAuth call per request while Mangopay refuses. Pure: `fetchBearer` does the I/O.
 
 export interface BearerGrant {
   accessToken: string
-  /** `expires_in` as Mangopay sent it: may be missing or odd, and is clamped here. */
+  /** `expires_in` as Mangopay sent it: may be missing or odd; clamped here. */
   expiresIn: unknown
 }
 
@@ -30,7 +14,6 @@ export interface Bearer {
   token: string
   obtainedAt: number
   expiresAt: number
-  /** From this instant a background refresh is started. */
   refreshAt: number
 }
 
@@ -39,11 +22,8 @@ export type BearerEvent =
   | { type: 'refresh_failed', background: boolean, error: unknown }
   | { type: 'invalidated' }
 
-/**
- * Where other instances keep their bearer. `obtain` returns a shared bearer `accept` takes, or
- * else the result of `fetch` (which it then shares); it never fails because of itself. `fetch`
- * sends the credentials in use when it is called: its bearer is shared under those.
- */
+// Bearers shared across instances (REDIS_URL). `obtain` returns a shared bearer `accept` takes, else
+// `fetch`'s, shared under the credentials `fetch` sent; it never fails because of itself.
 export interface SharedBearers {
   obtain (accept: (bearer: Bearer) => boolean, fetch: () => Promise<Bearer>): Promise<Bearer>
   /** Mangopay refused `token`: remove it from the shared place, unless it was replaced there. */
@@ -57,43 +37,31 @@ export interface BearerStoreOptions {
   shared?: SharedBearers | undefined
 }
 
+// Mangopay: renew 30 s before expiry. A bearer is never used in its last 30 s.
 export const HARD_MARGIN_MS = 30_000
 export const MIN_LIFETIME_S = 60
 export const MAX_LIFETIME_S = 24 * 3600
 const BACKGROUND_RETRY_MIN_MS = 1000
 const BACKGROUND_RETRY_MAX_MS = 30_000
-/**
- * A bearer fetched to replace a refused one, and refused in turn within this long of its issue,
- * is kept, not replaced again (`isYoung`): the one new bearer SPEC §4 asks for after a 401 has
- * been fetched, and Mangopay refusing it (a key without embedded rights, say) would refuse the
- * next one too. So a persistent 401 costs at most one OAuth call per this interval.
- */
+// SPEC §4 gets one new bearer after a 401. If Mangopay refuses that one too within this long, it is kept:
+// the next would be refused as well (a key without embedded rights), so a steady 401 costs one call per interval.
 export const YOUNG_BEARER_MS = 10_000
-/**
- * How long Mangopay's refusal of the credentials on the OAuth call is remembered: needs for a
- * bearer meanwhile get that refusal again without calling Mangopay. A key rotation still calls.
- */
+// Mangopay meets repeated bad credentials with an IP block: its refusal is replayed this long without a call.
 export const REFUSAL_MEMORY_MS = 10_000
 
-/**
- * Why a bearer is fetched. 'ahead': in the background, while the current one still serves;
- * 'need': someone waits for it; 'rotation': new credentials are being checked.
- */
+// 'ahead': while the current bearer still serves; 'need': someone waits; 'rotation': new credentials.
 type RefreshReason = 'ahead' | 'need' | 'rotation'
 
-/** Mangopay refused the broker's credentials (400/401/403 on the OAuth call), as opposed to failing. */
 function isCredentialRefusal (error: unknown): boolean {
   return error instanceof BrokerError && error.code === 'upstream_auth_failed'
 }
 
-/** From this instant a bearer is refreshed in the background: well before the hard margin. */
 export function refreshAtFor (obtainedAt: number, expiresAt: number): number {
   const lifetimeMs = expiresAt - obtainedAt
   const refreshAhead = Math.max(HARD_MARGIN_MS * 2, lifetimeMs * 0.2)
   return Math.max(obtainedAt + lifetimeMs / 2, expiresAt - refreshAhead)
 }
 
-/** Clamps Mangopay's `expires_in` into a sane lifetime; says whether it had to. */
 export function clampLifetime (expiresIn: unknown): { seconds: number, clamped: boolean } {
   const value = typeof expiresIn === 'string' && expiresIn.trim() !== '' ? Number(expiresIn) : expiresIn
   if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_LIFETIME_S) return { seconds: MIN_LIFETIME_S, clamped: true }
@@ -107,23 +75,13 @@ export class BearerStore {
   readonly #onEvent: (event: BearerEvent) => void
   readonly #shared: SharedBearers | undefined
   #bearer: Bearer | undefined
-  /**
-   * Whether a refresh ahead put the held bearer there: it replaced one that still served, so
-   * unlike a bearer fetched for a need, it may predate a 401 on the one it replaced.
-   */
+  // A refresh ahead replaced a bearer that still served, so its bearer may predate a 401 on that one.
   #heldFromRefreshAhead = false
-  /** Set by invalidate(): the next bearer fetched for a need replaces a refused one. */
+  // Set by invalidate(): the next bearer fetched for a need replaces a refused one.
   #replacingRefused = false
-  /** Whether the held bearer was fetched to replace a refused one. */
   #heldReplacesRefused = false
-  /** The kinds of token Mangopay minted with the bearer held, while it is one that replaced a refused one. */
   readonly #acceptedFor = new Set<string>()
-  /**
-   * The last call Mangopay refused and its bearer: neither that bearer nor one obtained before the
-   * call was sent (it may have been revoked with it) is adopted from the shared place.
-   */
   #refusedCall: { token: string, sentAt: number } | undefined
-  /** Mangopay's last refusal of the credentials, answered again until `until`. */
   #credentialsRefused: { error: unknown, until: number } | undefined
   #inflight: Promise<Bearer> | undefined
   #backgroundFailures = 0
@@ -136,15 +94,11 @@ export class BearerStore {
     this.#shared = options.shared
   }
 
-  /** The bearer to use now; waits only when none is usable. */
   async current (): Promise<string> {
     return this.usable() ?? (await this.#refresh('need')).token
   }
 
-  /**
-   * The bearer to use now if one is usable, without waiting (undefined: call `current()`). Past
-   * its refresh point it still serves while a background refresh starts.
-   */
+  /** Without waiting; past `refreshAt` the bearer still serves while a background refresh runs. */
   usable (): string | undefined {
     const now = this.#clock.now()
     const bearer = this.#bearer
@@ -155,38 +109,26 @@ export class BearerStore {
     return bearer.token
   }
 
-  /** The usable bearer held now, if any (readiness). */
+  /** For readiness: unlike usable(), starts no refresh. */
   peek (): Bearer | undefined {
     const bearer = this.#bearer
     return bearer !== undefined && this.#clock.now() < bearer.expiresAt - HARD_MARGIN_MS ? bearer : undefined
   }
 
-  /**
-   * Mangopay minted a token of `kind` with `token`: a later 401 on it for that kind is a new
-   * refusal (a revocation, a key reset), to be met with a new bearer, not the one refusal
-   * `isYoung` stands for. Per kind: a key with Recipients rights but without Checkout ones must
-   * not turn every Checkout 401 into an OAuth call because Recipients calls succeed.
-   */
+  // After a success, a 401 for that kind is a new refusal (revocation, key reset), not the one isYoung() absorbs.
+  // Per kind: a key with Recipients rights but not Checkout ones must not make every Checkout 401 an OAuth call.
   accepted (token: string, kind: string): void {
     if (this.#heldReplacesRefused && this.#bearer?.token === token) this.#acceptedFor.add(kind)
   }
 
-  /**
-   * Whether `token` is the bearer held, was fetched to replace a refused one, has not been
-   * accepted for `kind` since, and was obtained less than `YOUNG_BEARER_MS` before `at`: then a
-   * 401 on it is not met with yet another.
-   */
+  /** A 401 on a young bearer is not met with yet another (YOUNG_BEARER_MS). */
   isYoung (token: string, at: number, kind: string): boolean {
     const held = this.#bearer
     return held?.token === token && this.#heldReplacesRefused && !this.#acceptedFor.has(kind) && at - held.obtainedAt < YOUNG_BEARER_MS
   }
 
-  /**
-   * Mangopay refused `token` in a call sent at `sentAt`: forget it. If it was already replaced,
-   * the new bearer stays when a concurrent request re-authenticated or it was obtained after that
-   * call; one a refresh ahead put in its place, obtained before, is forgotten too: it may be
-   * another instance's, revoked with the refused one (a key reset revokes them all).
-   */
+  // A bearer that already replaced `token` stays, unless a refresh ahead obtained it before `sentAt`:
+  // it may be another instance's, revoked with `token` (a key reset revokes them all).
   invalidate (token: string, sentAt = this.#clock.now()): void {
     const held = this.#bearer
     if (held === undefined) return
@@ -198,19 +140,12 @@ export class BearerStore {
     this.#onEvent({ type: 'invalidated' })
   }
 
-  /** Starts (or joins) a refresh whatever the current bearer's age: used at boot and by readiness. */
   async refresh (): Promise<Bearer> {
     return await this.#refresh('need')
   }
 
-  /**
-   * Key rotation: an OAuth call with the credentials as they are now, so its outcome says whether
-   * they work. A refresh in flight may carry the old ones: it is waited for, whatever its outcome,
-   * not joined. Nor is a shared bearer adopted: one another instance obtained earlier does not
-   * say whether Mangopay accepts the key now. A remembered refusal (of the old credentials) does
-   * not hold it back, and its own is not remembered: the caller then puts the previous
-   * credentials back.
-   */
+  // Its outcome must say whether the new key works: so it joins no refresh in flight (old key), adopts no
+  // shared bearer, and neither replays nor remembers a refusal (the caller then puts the old key back).
   async refreshAfterCredentialChange (): Promise<Bearer> {
     while (this.#inflight !== undefined) await this.#inflight.catch(() => {})
     return await this.#refresh('rotation')
@@ -228,7 +163,7 @@ export class BearerStore {
       return await this.#fetchBearer().then(grant => {
         const { seconds, clamped } = clampLifetime(grant.expiresIn)
         fetched = { seconds, clamped }
-        // Expiry counts from when the request left, not when the answer came back: conservative.
+        // Counted from when the request left: conservative.
         const expiresAt = requestedAt + seconds * 1000
         return { token: grant.accessToken, obtainedAt: requestedAt, expiresAt, refreshAt: refreshAtFor(requestedAt, expiresAt) }
       })
@@ -244,12 +179,13 @@ export class BearerStore {
         this.#credentialsRefused = undefined
         this.#backgroundFailures = 0
         this.#nextBackgroundAttemptAt = 0
-        // A bearer adopted from another instance was not an OAuth call of ours: no event.
+        // Adopted from another instance: not an OAuth call of ours.
         if (fetched !== undefined) this.#onEvent({ type: 'refreshed', background, lifetimeS: fetched.seconds, clamped: fetched.clamped })
         return bearer
       },
       (error: unknown) => {
         if (background) {
+          // Backs off, so a failing OAuth endpoint is not called on every request.
           this.#backgroundFailures++
           const backoff = Math.min(BACKGROUND_RETRY_MAX_MS, BACKGROUND_RETRY_MIN_MS * 2 ** (this.#backgroundFailures - 1))
           this.#nextBackgroundAttemptAt = this.#clock.now() + backoff
@@ -265,17 +201,13 @@ export class BearerStore {
     return inflight
   }
 
-  /**
-   * Which shared bearer a refresh may adopt instead of calling Mangopay. Replacing a bearer
-   * that still serves (refresh ahead, an explicit refresh) takes only a newer, still-fresh one;
-   * otherwise any usable bearer will do, except the one Mangopay refused and any obtained before
-   * the refused call was sent (a key reset revokes every bearer: another instance's may be stale).
-   */
+  // Replacing a bearer that still serves takes only a newer, still-fresh one. Never the refused bearer
+  // nor one obtained before the refused call was sent: a key reset revokes every instance's.
   #adoptable (): (candidate: Bearer) => boolean {
     const held = this.peek()
     return candidate => {
       const now = this.#clock.now()
-      // Read when a candidate is seen, not now: a 401 may come back while a refresh is in flight.
+      // Read per candidate: a 401 may come back while the refresh is in flight.
       const refused = this.#refusedCall
       if (refused !== undefined && (candidate.token === refused.token || candidate.obtainedAt <= refused.sentAt)) return false
       if (now >= candidate.expiresAt - HARD_MARGIN_MS) return false

@@ -1,18 +1,7 @@
 import type { Clock } from '../clock.js'
 import type { CircuitSettings } from '../config/index.js'
 
-/**
- * The circuit breaker in front of Mangopay (SPEC §4). Pure: no timers and no I/O; time comes
- * from the injected clock.
- *
- * - closed: calls go through. It opens after `failureThreshold` consecutive failures, or when
- *   at least `minimumCalls` calls in the last `windowMs` failed at `failureRatio` or more.
- * - open: calls are refused (the caller answers 503 + Retry-After) until `cooldownMs` has passed.
- * - half-open: the cool-down is over; exactly one call (the probe) goes through at a time and
- *   the rest are refused. A successful probe closes the circuit, a failed one opens it again.
- *
- * A failure is a network error, a timeout or a 5xx. A 4xx is a success here: Mangopay answered.
- */
+// SPEC §4. A failure is a network error, a timeout or a 5xx; a 4xx is a success: Mangopay answered.
 
 export type CircuitState = 'closed' | 'open' | 'half_open'
 
@@ -71,7 +60,6 @@ export class CircuitBreaker {
     return this.#state
   }
 
-  /** Milliseconds until a call may be tried again (0 when one may be tried now). */
   retryAfterMs (): number {
     const state = this.state
     if (state === 'open') return Math.max(0, this.#openedUntil - this.#clock.now())
@@ -80,7 +68,6 @@ export class CircuitBreaker {
     return 0
   }
 
-  /** A permit for one call, or undefined when the call must fail fast. */
   tryAcquire (): CircuitPermit | undefined {
     const state = this.state
     if (state === 'closed') return this.#permit(false)
@@ -110,8 +97,7 @@ export class CircuitBreaker {
     } else if (outcome === 'failure') {
       this.#open('probe_failed')
     }
-    // 'ignored' (the call failed for a reason of its own: the caller's budget ran out, or a
-    // non-network error): it tells nothing of Mangopay's health, so the next call probes instead.
+    // 'ignored' (the caller's budget ran out, a non-network error) says nothing of Mangopay: the next call probes.
   }
 
   /** Outcomes of calls admitted while closed; late answers after opening change nothing. */

@@ -4,11 +4,7 @@ import type { RetryReason, RetrySkipped } from './types.js'
 
 export type { RetryReason, RetrySkipped } from './types.js'
 
-/**
- * Retries of Mangopay calls (SPEC §4): only network errors and 5xx, at most a few, with
- * full-jitter exponential backoff, never past the browser request's deadline, and within a
- * retry budget so that a Mangopay outage does not multiply the load the platform puts on it.
- */
+// SPEC §4: retries within the deadline and a budget, so an outage does not multiply the load on Mangopay.
 
 /** An attempt is not started with less than this left before the deadline: it could not finish. */
 export const MIN_ATTEMPT_MS = 100
@@ -27,11 +23,8 @@ export function isRetryableError (err: unknown): boolean {
   return err instanceof TransportError && err.code === 'upstream_unavailable' && !TLS_FAILURE.test(err.transportCode)
 }
 
-/**
- * A token bucket counted in tenths: each call deposits `ratio` of a retry, each retry spends
- * one, and the balance is capped. When Mangopay fails completely, retries are therefore at
- * most `ratio` × calls + `cap`, instead of `MAX_RETRIES` × calls. Pure and synchronous.
- */
+// Each call deposits `ratio` of a retry, each retry spends one: in a full outage retries stay
+// under `ratio` × calls + `cap`, instead of `MAX_RETRIES` × calls.
 export class RetryBudget {
   readonly #depositTenths: number
   readonly #capTenths: number
@@ -44,7 +37,6 @@ export class RetryBudget {
     this.#balanceTenths = this.#capTenths
   }
 
-  /** Retries available now (fractional). */
   get balance (): number {
     return this.#balanceTenths / 10
   }
@@ -66,7 +58,6 @@ export function backoffDelayMs (retry: number, baseDelayMs: number, random: () =
 }
 
 export interface RetryContext {
-  /** By when the caller needs an answer (`deadline.at`), and its abort. */
   deadline: Deadline
   onRetry?: (retry: number, reason: RetryReason, delayMs: number) => void
   onSkipped?: (why: RetrySkipped, reason: RetryReason) => void
@@ -92,7 +83,6 @@ export class RetryPolicy {
     this.#random = options.random ?? Math.random
   }
 
-  /** Runs `attempt` once, then again while its outcome is retryable and budget and deadline allow. */
   async run (attempt: () => Promise<UpstreamResponse>, ctx: RetryContext): Promise<UpstreamResponse> {
     this.#budget.recordCall()
     for (let retry = 1; ; retry++) {

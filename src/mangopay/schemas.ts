@@ -1,16 +1,9 @@
 import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 
-/**
- * Shapes of what Mangopay answers. Every 2xx body is checked against these before anything is
- * used: a malformed answer is a 502, never a 200 with a missing token.
- */
+// Mangopay's answers: every 2xx body is checked first, so a malformed one is a 502, never a 200 without a token.
 
-/**
- * RFC 6750's token characters. The bearer goes into an Authorization header on every call: one
- * with a space or a line break would fail every call of its lifetime (each a "network" failure
- * against the circuit), so it is refused when it arrives.
- */
+// RFC 6750: a bearer with a space or a line break would fail every call of its lifetime, so it is refused on arrival.
 const TOKEN_CHARACTERS = '^[A-Za-z0-9_\\-.~+/=]+$'
 
 export const OAuthTokenResponse = Type.Object({
@@ -30,10 +23,7 @@ export const EmbeddedTokenResponse = Type.Object({
 
 const FieldErrors = Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.Unknown())]))
 
-/**
- * Mangopay's own envelope: `{Message, Type, Id, Date, errors}` (Id and errors may be missing).
- * Its documentation's table spells the last field `Errors`, its examples `errors`: both are read.
- */
+// Mangopay's documentation spells the last field `Errors` in its table, `errors` in its examples: both are read.
 export const MangopayErrorBody = Type.Object({
   Message: Type.Optional(Type.String()),
   Type: Type.Optional(Type.String()),

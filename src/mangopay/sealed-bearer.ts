@@ -1,11 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import { refreshAtFor, type Bearer } from './bearer-store.js'
 
-/**
- * The bearer as Redis keeps it: AES-256-GCM under a key derived (HKDF-SHA256) from the API key,
- * which Redis never sees. Its times are bound to the ciphertext, so they cannot be changed there
- * unnoticed; a value that does not open is ignored.
- */
+// The bearer as Redis keeps it: sealed under a key derived from the API key, its times bound to the ciphertext.
 
 const HKDF_INFO = 'mangopay-token-broker bearer v1'
 const IV_BYTES = 12

@@ -5,12 +5,7 @@ import { BrokerError } from '../errors.js'
 import type { BearerStore } from './bearer-store.js'
 import type { MangopayConnector } from './tls.js'
 
-/**
- * Key rotation without downtime (SPEC §5, SIGHUP): secrets given as files are read again.
- * A new API key is tried at once with a fresh OAuth call, so a bad key shows in the logs
- * now rather than when the bearer expires; if Mangopay refuses it, the previous key stays in
- * use (and the current bearer with it). New mTLS material is used by new connections.
- */
+// SPEC §5, SIGHUP. A new API key is tried at once: a bad one shows now, and the previous key stays in use.
 
 export interface SecretsReloadResult {
   apiKey: 'inline' | 'unreadable' | 'unchanged' | 'rotated' | 'refused' | 'unverified'
@@ -85,7 +80,6 @@ export function createSecretsReloader (options: SecretsReloaderOptions): () => P
       return 'rotated'
     } catch (err) {
       if (err instanceof BrokerError && err.code === 'upstream_auth_failed') {
-        // Put back, so the next bearer is not fetched with a key Mangopay refuses.
         setApiKey(apiKeyInUse)
         logger.error('the new Mangopay API key was refused by Mangopay: the previous key stays in use; fix MANGOPAY_API_KEY_FILE and send SIGHUP again')
         return 'refused'

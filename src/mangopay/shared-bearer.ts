@@ -7,19 +7,8 @@ import { RedisLock, scripted, type ScriptedRedis } from '../redis/index.js'
 import { HARD_MARGIN_MS, type Bearer, type SharedBearers } from './bearer-store.js'
 import { open, seal, sealingKey } from './sealed-bearer.js'
 
-/**
- * The bearer shared by every instance through Redis (SPEC §5, REDIS_URL), so a fleet makes one
- * OAuth call per bearer, not one per instance.
- *
- * - Sealed under a key derived from the API key (sealed-bearer.ts): only instances holding the
- *   same key can read it.
- * - One bearer and one lock per API key (their names carry a short id of the key), so during a
- *   rolling rotation the old-key and new-key instances each share theirs.
- * - One fetch at a time across the fleet: the others poll for the holder's result, and fetch
- *   one themselves if none arrives within their deadline or the lock goes without one.
- * - Redis trouble never fails a token request: the bearer is then fetched and kept locally
- *   (one warning per outage), and Redis is left alone for a few seconds.
- */
+// SPEC §5: one OAuth call per bearer for the whole fleet. One bearer and lock per API key (rolling rotations);
+// Redis trouble means a local fetch, never a failed request.
 
 const KEY_ID_INFO = 'mangopay-token-broker bearer key id v1'
 const KEY_ID_BYTES = 6
@@ -27,22 +16,18 @@ const POLL_MS = 50
 /** After a Redis failure, bearers are fetched locally without asking Redis for this long. */
 const REDIS_BACKOFF_MS = 5000
 
-/**
- * Names this Mangopay client's shared state: the client id (not secret) and a short hash of the
- * base URL, so sandbox and production, or two clients, never share a bearer or a quota view.
- */
+// Client id and a hash of the base URL: sandbox and production, or two clients, never share state.
 export function sharedStateScope (clientId: string, baseUrl: string): string {
   // Normalised, so instances configured with and without a trailing slash still meet.
   const url = URL.canParse(baseUrl) ? new URL(baseUrl).href : baseUrl
   return `${clientId}:${createHash('sha256').update(url).digest('hex').slice(0, 12)}`
 }
 
-/** Names an API key in Redis key names without revealing it (HKDF under its own info string; 48 bits). */
+/** Names an API key in Redis key names without revealing it (HKDF, 48 bits). */
 export function apiKeyId (apiKey: string, clientId: string): string {
   return Buffer.from(hkdfSync('sha256', apiKey, clientId, KEY_ID_INFO, KEY_ID_BYTES)).toString('hex')
 }
 
-/** Where and how the bearer of one API key is kept. */
 interface KeySlot {
   key: Buffer
   valueKey: string
@@ -59,7 +44,6 @@ export interface RedisSharedBearersOptions {
   apiKey: string
   /** How long one OAuth exchange may take (MANGOPAY_TIMEOUT_MS): the lock outlives it a little. */
   timeoutMs: number
-  /** How often an instance waiting for another's OAuth call looks for its result. */
   pollMs?: number
 }
 
@@ -91,7 +75,6 @@ export class RedisSharedBearers implements SharedBearers {
     this.#slot = this.#slotFor(options.apiKey)
   }
 
-  /** Key rotation: the next calls read, lock and store the new key's bearer; those running keep theirs. */
   setApiKey (apiKey: string): void {
     this.#slot = this.#slotFor(apiKey)
   }
@@ -117,8 +100,7 @@ export class RedisSharedBearers implements SharedBearers {
       return found.bearer
     }
     const lock = found.lock
-    // Stored under the key it is fetched with: after a rotation while this call waited for the
-    // lock, the new key fetches under the old key's lock, and the bearer is not stored at all.
+    // A rotation during the wait makes `fetch` use the new key under the old key's lock: store nothing then.
     const sealable = lock !== undefined && this.#slot === slot
     try {
       const bearer = await fetch()
@@ -135,14 +117,9 @@ export class RedisSharedBearers implements SharedBearers {
     this.#discard(this.#slot, token).catch((err: unknown) => this.#unreachable(err))
   }
 
-  /**
-   * A shared bearer `accept` takes; or the lock, for this instance to fetch one; or neither,
-   * when waiting for another instance's fetch took too long (then fetch without sharing).
-   */
+  /** A shared bearer `accept` takes, or the lock to fetch one; neither when the wait took too long. */
   async #adoptOrLock (slot: KeySlot, accept: (bearer: Bearer) => boolean): Promise<{ bearer?: Bearer, lock?: string }> {
-    // Waiting ends at the waiting request's deadline: a live holder's call, started about when
-    // this wait did under the same deadline, has written or released by then. Giving up sooner
-    // would make every instance call Mangopay whenever it is merely slow.
+    // A live holder under the same deadline is done by then; sooner, a slow Mangopay would get a call per instance.
     const giveUpAt = performance.now() + this.#timeoutMs
     let lock: string | undefined
     try {
@@ -183,7 +160,6 @@ export class RedisSharedBearers implements SharedBearers {
     return bearer
   }
 
-  /** Best effort: without it the other instances fetch a bearer of their own. */
   async #write (slot: KeySlot, bearer: Bearer): Promise<void> {
     // Kept only while another instance could still use it.
     const ttlMs = Math.floor(bearer.expiresAt - HARD_MARGIN_MS - this.#clock.now())

@@ -4,12 +4,7 @@ import type { Clock } from '../clock.js'
 import { scripted, type ScriptedRedis } from '../redis/index.js'
 import type { QuotaTracker } from './quota.js'
 
-/**
- * The quota view shared by every instance (SPEC §5, REDIS_URL): when one instance stops calling
- * Mangopay (reserve reached, or a 429), it publishes until when and why; every instance reads
- * that on a short timer and stops too, so none calls Mangopay until the window resets. The
- * tracker stays synchronous: it only ever reads its local copy.
- */
+// SPEC §5: an instance that pauses Mangopay calls publishes until when; the others read it on a timer.
 
 type BlockReason = 'reserve' | 'rate_limited'
 
@@ -51,7 +46,6 @@ export class SharedQuotaView {
     })
   }
 
-  /** Applies the blocks other instances publish to `quota`, every interval until `stop()`. */
   follow (quota: QuotaTracker): void {
     this.stop()
     this.#timer = setInterval(() => { this.sync(quota).catch(() => {}) }, this.#intervalMs)
@@ -63,7 +57,6 @@ export class SharedQuotaView {
     this.#timer = undefined
   }
 
-  /** One read of the shared view. Redis trouble leaves the local view as it is (it is logged by the client). */
   async sync (quota: QuotaTracker): Promise<void> {
     if (this.#syncing) return
     this.#syncing = true
@@ -77,7 +70,7 @@ export class SharedQuotaView {
         this.#log.warn({ quota: { until: new Date(until).toISOString(), reason, source: 'shared' } }, 'Mangopay quota guard: another instance paused calls until the window resets')
       }
     } catch {
-      // Unreachable Redis: the local view keeps working on its own.
+      // Unreachable Redis (logged by the client): the local view keeps working on its own.
     } finally {
       this.#syncing = false
     }

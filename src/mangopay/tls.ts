@@ -3,13 +3,9 @@ import type { ConnectionOptions } from 'node:tls'
 import { buildConnector } from 'undici'
 import type { TlsMaterial } from '../config/index.js'
 
-/**
- * mTLS towards Mangopay's `api-mtls` hosts (SPEC §4), on the wire: verification of Mangopay's
- * certificate is always on and TLS 1.2 is the floor, whatever the files say. The files are
- * read and checked in src/config/tls-files.ts.
- */
+// mTLS towards Mangopay's `api-mtls` hosts (SPEC §4). The files are read and checked in config/tls-files.ts.
 
-/** The options every connection to Mangopay gets: the material, TLS 1.2+, verification on. */
+/** Verification on and TLS 1.2 at least, whatever the files say. */
 export function tlsConnectOptions (material: TlsMaterial | undefined): ConnectionOptions {
   return { ...material, minVersion: 'TLSv1.2', rejectUnauthorized: true }
 }
@@ -24,10 +20,7 @@ export function certificateExpiresAt (material: TlsMaterial | undefined): number
   }
 }
 
-/**
- * undici's connector with material that can be replaced: after a SIGHUP, new connections use
- * the new certificate while established ones finish with the old.
- */
+/** After a SIGHUP, new connections use the new certificate while established ones finish with the old. */
 export class MangopayConnector {
   readonly #timeoutMs: number
   #current: buildConnector.connector

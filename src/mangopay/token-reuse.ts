@@ -2,12 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { Clock } from '../clock.js'
 import type { EmbeddedKind, EmbeddedToken } from './types.js'
 
-/**
- * Optional reuse of embedded tokens (`EMBEDDED_TOKEN_REUSE_MIN_TTL_S`, SPEC §4): a token is
- * handed again to the same user for the same kind while it has at least `minTtlS` seconds left,
- * and concurrent requests for them share one Mangopay call (lru-cache's `fetch`). A reused token
- * keeps its `issuedAt`, so the `expiresIn` the browser sees is the truth.
- */
+// SPEC §4. A reused token keeps its `issuedAt`, so the `expiresIn` the browser sees is the truth.
 
 export interface ReuseOptions {
   clock: Clock

@@ -4,10 +4,7 @@ import { BrokerError } from '../errors.js'
 import { readBounded, type Deadline } from '../upstream/index.js'
 import type { MangopayEndpoint } from './types.js'
 
-/**
- * One HTTP exchange with Mangopay: no redirects (undici's `request` never follows them), the
- * body always consumed and size-bounded, network failures turned into SPEC §2 codes.
- */
+// One exchange with Mangopay: redirects not followed (undici's `request`), the body always consumed and bounded.
 
 const MAX_BODY_BYTES = 64 * 1024
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -27,7 +24,6 @@ export interface UpstreamRequest {
   deadline: Deadline
 }
 
-/** `upstream_timeout`: the browser request's deadline passed before Mangopay answered. */
 export function upstreamTimeout (cause?: unknown): BrokerError {
   return new BrokerError('upstream_timeout', TIMED_OUT, { cause })
 }
@@ -43,7 +39,6 @@ export class TransportError extends BrokerError {
   }
 }
 
-/** Turns a transport failure into the code the browser sees; the cause stays in the logs only. */
 function networkError (endpoint: MangopayEndpoint, err: unknown, deadline: Deadline): BrokerError {
   const code = (err as { code?: string }).code
   const network = code ?? (err as Error).name

@@ -48,12 +48,8 @@ export function parseUpstreamError (endpoint: MangopayEndpoint, status: number, 
   return info
 }
 
-/**
- * Maps a Mangopay error answer to the SPEC §2 code the browser sees. 401 on an embedded
- * endpoint is handled before this (one re-authentication); reaching here with it means the
- * broker's credentials are refused. A 429 never reaches here: the quota tracker turns it into
- * `upstream_unavailable` with the window's Retry-After as soon as it is observed.
- */
+// SPEC §2 codes. A 401 from an embedded endpoint gets here after its one re-authentication: the
+// credentials are refused. A 429 never gets here: the quota tracker answers it with the window's Retry-After.
 export function errorForUpstreamStatus (info: UpstreamErrorInfo): BrokerError {
   const logFields = { mangopay: info }
   const { status } = info
@@ -69,12 +65,10 @@ export function errorForUpstreamStatus (info: UpstreamErrorInfo): BrokerError {
   return new BrokerError('upstream_error', 'Mangopay refused to issue the token for this user.', { logFields })
 }
 
-/** The SPEC §2 error for a Mangopay error answer. */
 export function upstreamError (endpoint: MangopayEndpoint, response: UpstreamResponse): BrokerError {
   return errorForUpstreamStatus(parseUpstreamError(endpoint, response.status, response.text))
 }
 
-/** A 200 answer's JSON; one that does not parse is a 502. */
 export function parseAnswer (endpoint: MangopayEndpoint, text: string): unknown {
   try {
     return JSON.parse(text)
@@ -83,7 +77,6 @@ export function parseAnswer (endpoint: MangopayEndpoint, text: string): unknown 
   }
 }
 
-/** A 200 answer that does not have the documented shape is a 502, never a 200 with a missing token. */
 export function invalidAnswer (endpoint: MangopayEndpoint): BrokerError {
   const what = endpoint === 'oauth' ? 'OAuth' : 'token'
   return new BrokerError('upstream_error', `Mangopay returned an invalid ${what} response.`, { logFields: { mangopay: { endpoint, status: 200, invalid: 'schema' } } })

@@ -6,12 +6,7 @@ import { scripted, type ScriptedRedis } from './scripts.js'
 export { RedisLock } from './lock.js'
 export { scripted, type ScriptedRedis } from './scripts.js'
 
-/**
- * The app's one Redis client (REDIS_URL), shared by everything that keeps state across
- * instances. Every key it writes starts with REDIS_KEY_PREFIX. Commands fail fast while Redis
- * is unreachable instead of queueing behind a browser request's deadline. The URL is never
- * logged: it may carry a password.
- */
+// Fails fast while Redis is down rather than queue past a request's deadline. The URL may hold a password: never logged.
 export function createRedisClient (config: NonNullable<Config['redis']>, log: FastifyBaseLogger): ScriptedRedis {
   const redis = new Redis(config.url, {
     keyPrefix: config.keyPrefix,

@@ -3,14 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ScriptedRedis } from './scripts.js'
 
-/** Between attempts to release a lock whose SET or release got no answer. */
 const RELEASE_RETRY_MS = 200
 
-/**
- * A lock in Redis: `SET NX PX`, released only by its owner. A lock this instance may hold without
- * knowing it (its SET or its release got no answer) is released in the background as soon as
- * Redis answers, rather than left to expire while every other instance waits for it.
- */
+// A lock held unknowingly (an answer lost) is released once Redis answers, not left to expire while others wait.
 export class RedisLock {
   readonly #redis: ScriptedRedis
   readonly #ttlMs: number
@@ -47,10 +42,8 @@ export class RedisLock {
     }
   }
 
-  /**
-   * ioredis sends one client's commands in order, so an attempt runs after a SET still queued.
-   * Attempts go on until Redis answers one, for a lock's lifetime at most (it has expired by then).
-   */
+  // ioredis sends a client's commands in order, so this runs after a SET still queued. Retried until
+  // Redis answers, for a lock's lifetime at most (it has expired by then).
   #releaseInBackground (key: string, owner: string): void {
     const giveUpAt = performance.now() + this.#ttlMs
     const attempt = async (): Promise<void> => {

@@ -17,8 +17,7 @@ end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return 1
 `,
-  // Counts, starts the window on the first hit, reports what is left of it; a key somehow left
-  // without expiry gets one, so nothing lives for ever.
+  // A key somehow left without expiry gets one, so nothing lives for ever.
   brokerRateLimitIncr: `
 local current = redis.call('INCR', KEYS[1])
 if current == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -47,7 +46,6 @@ export interface BrokerScripts {
 
 export type ScriptedRedis = Redis & BrokerScripts
 
-/** The client with the broker's scripts defined on it (once per client). */
 export function scripted (redis: Redis): ScriptedRedis {
   for (const [name, lua] of Object.entries(SCRIPTS)) {
     if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua })

@@ -9,7 +9,6 @@ export interface HealthRoutesOptions {
   mangopay: Pick<Mangopay, 'readiness' | 'circuitState' | 'quota'>
   lifecycle: Lifecycle
   clock: Clock
-  /** The shared-state store when REDIS_URL is set: a configured dependency readiness checks. */
   redis?: { ping: () => Promise<unknown> }
   /** The identity provider the auth mode depends on (a JWKS, a session endpoint), if any. */
   identityProvider?: { ready: () => Promise<boolean> }
@@ -18,11 +17,7 @@ export interface HealthRoutesOptions {
 /** After a failed check of the identity provider, readiness answers from memory for this long. */
 const READINESS_RETRY_MS = 5000
 
-/**
- * SPEC §2 operations routes. Liveness says only that the process serves; readiness says
- * whether a token request would work now: not shutting down, every configured dependency
- * answers (Redis, the identity provider), and Mangopay's side is ready (circuit, bearer).
- */
+// SPEC §2. Ready: not shutting down, every configured dependency answers, Mangopay's circuit and bearer ready.
 export async function healthRoutes (app: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
   const { mangopay, lifecycle, clock, redis, identityProvider } = options
 
