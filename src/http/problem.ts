@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { BrokerError, type ErrorCode } from '../errors.js'
+import type { Problem } from '../wire.js'
 
 // The one error handler: RFC 9457 problem+json with a stable `code`; only BrokerError details are shown.
 
@@ -21,20 +22,10 @@ const TITLES: Record<number, string> = {
   504: 'Gateway Timeout'
 }
 
-export interface Problem {
-  type: 'about:blank'
-  title: string
-  status: number
-  code: string
-  detail: string
-  requestId: string
-  [extension: string]: unknown
-}
-
 declare module 'fastify' {
   interface FastifyReply {
     /** The SPEC error code of a problem answer (for metrics); null for any other answer. */
-    problemCode: string | null
+    problemCode: ErrorCode | null
   }
 }
 
@@ -43,7 +34,7 @@ export function commonHeaders (requestId: string): Record<string, string> {
   return { 'x-request-id': requestId, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 }
 
-export function problemBody (status: number, code: string, detail: string, requestId: string): Problem {
+export function problemBody (status: number, code: ErrorCode, detail: string, requestId: string): Problem {
   return { type: 'about:blank', title: TITLES[status] ?? 'Error', status, code, detail, requestId }
 }
 

@@ -23,14 +23,6 @@ export interface CircuitPermit {
   settle: (outcome: CallOutcome) => void
 }
 
-export const DEFAULT_CIRCUIT: CircuitSettings = {
-  failureThreshold: 5,
-  failureRatio: 0.5,
-  windowMs: 30_000,
-  minimumCalls: 20,
-  cooldownMs: 10_000
-}
-
 const BUCKETS = 10
 
 interface Bucket { start: number, calls: number, failures: number }
