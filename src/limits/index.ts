@@ -74,10 +74,8 @@ export async function setUpRateLimits (app: FastifyInstance, options: RateLimitO
     cache: FAILED_AUTH_LIMIT_ENTRIES,
     max: limits.failedAuthMax,
     timeWindow: limits.failedAuthWindowMs,
-    // IPv6 clients are counted per /64, the block one subscriber usually holds, and an IPv4-mapped
-    // address as its IPv4 one. Without a colon an address is no IPv6 one: normalizeIP would only
-    // lower-case it, after trying its long IPv6 expression on every request.
-    keyGenerator: (request: FastifyRequest) => request.ip.includes(':') ? normalizeIP(request.ip) : request.ip.toLowerCase()
+    // IPv6 clients are counted per /64 (the block a subscriber usually holds), IPv4-mapped ones as IPv4.
+    keyGenerator: (request: FastifyRequest) => normalizeIP(request.ip)
   }
   const failedAuth = createFailedAuthLimit(app.createRateLimit(failedAuthOptions) as RateLimitCounter)
 

@@ -23,11 +23,9 @@ const timedOut = (): Error => upstreamTimeout()
 /** The embedded-token exchange (SPEC §1, step 2), with the one re-authentication SPEC §4 allows. */
 export class EmbeddedTokens {
   readonly #options: EmbeddedTokensOptions
-  readonly #clientIdJson: string
 
   constructor (options: EmbeddedTokensOptions) {
     this.#options = options
-    this.#clientIdJson = JSON.stringify(options.clientId)
   }
 
   mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
@@ -45,8 +43,8 @@ export class EmbeddedTokens {
    * `upstream_auth_failed` at once: another would be refused too (bearer-store.ts, YOUNG_BEARER_MS).
    */
   async #mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
-    const { bearers, clock } = this.#options
-    const body = `{"clientId":${this.#clientIdJson},"claims":{"userId":${JSON.stringify(userId)}}}`
+    const { bearers, clock, clientId } = this.#options
+    const body = JSON.stringify({ clientId, claims: { userId } })
     let bearer = bearers.usable() ?? await withinDeadline(bearers.current(), options.deadline, timedOut)
     let sentAt = clock.now()
     let response = await this.#post(kind, bearer, body, options.deadline)

@@ -3,11 +3,8 @@ import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 
 /**
- * Mangopay's quota (~2,300 calls per 15 min per Client ID, and more windows) is shared with
- * the rest of the platform. This tracker reads `X-RateLimit`, `X-RateLimit-Remaining` and
- * `X-RateLimit-Reset` (comma-separated, one value per window, any number of windows) from
- * every answer and refuses further calls while any window is down to the reserve the
- * platform keeps for itself, or after a 429 — until that window resets. Pure: no I/O.
+ * Mangopay's quota (SPEC §4), shared with the rest of the platform: read from every answer's
+ * X-RateLimit headers; calls stop while a window is down to the reserve, or after a 429.
  */
 
 export interface QuotaWindow {
@@ -34,49 +31,14 @@ export type QuotaEvent =
 
 /** When a 429 carries no usable reset time, wait this long (Mangopay's shortest window is 15 min; be modest). */
 const DEFAULT_429_BLOCK_MS = 60_000
-/**
- * No pause lasts longer than Mangopay's longest window (24 h) from now, whatever a reset header
- * says: a reset sent in milliseconds, or garbage, must not pause the broker (and, through
- * Redis, every instance) for ever.
- */
+/** No pause outlasts Mangopay's longest window (24 h), whatever a reset header says (milliseconds, garbage). */
 export const MAX_BLOCK_MS = 24 * 60 * 60 * 1000
 
-/**
- * One entry of a comma-separated header, as `Number()` reads it, except that an empty (or blank)
- * entry is NaN: a window with nothing left must be told, not inferred. Plain digits, the form
- * Mangopay sends, are read in place; anything else goes to `Number()`.
- */
-function entry (text: string, start: number, end: number): number {
-  while (start < end && text.charCodeAt(start) === 32) start++
-  while (end > start && text.charCodeAt(end - 1) === 32) end--
-  // Up to 15 digits: exactly representable, so the sum below is exactly what Number() reads.
-  if (end > start && end - start <= 15) {
-    let value = 0
-    let i = start
-    for (; i < end; i++) {
-      const digit = text.charCodeAt(i) - 48
-      if (digit < 0 || digit > 9) break
-      value = value * 10 + digit
-    }
-    if (i === end) return value
-  }
-  const raw = text.slice(start, end)
-  return raw.trim() === '' ? Number.NaN : Number(raw)
-}
-
-/** A header's comma-separated numbers (one per window), read without splitting it into strings. */
+/** A header's comma-separated numbers, one per window; a blank entry is NaN (no window), not 0. */
 function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
   if (text === undefined || text.trim() === '') return []
-  const values: number[] = []
-  let start = 0
-  for (;;) {
-    const comma = text.indexOf(',', start)
-    const end = comma === -1 ? text.length : comma
-    values.push(entry(text, start, end))
-    if (comma === -1) return values
-    start = comma + 1
-  }
+  return text.split(',').map(entry => entry.trim() === '' ? Number.NaN : Number(entry))
 }
 
 const usable = (value: number | undefined): value is number => value !== undefined && Number.isFinite(value) && value >= 0
