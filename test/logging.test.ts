@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { AccessLog, auditTokenIssued, type TokenAudit } from '../src/observability/access-log.js'
+import { AccessLog, auditTokenIssued, isoTime, type TokenAudit } from '../src/fast-paths/index.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CENSOR, censorLine, isoTime } from '../src/observability/logging.js'
+import { CENSOR, censorLine } from '../src/observability/logging.js'
 import { captureLogs } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))

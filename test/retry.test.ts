@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { BrokerError } from '../src/errors.js'
 import { TransportError, type UpstreamResponse } from '../src/mangopay/transport.js'
-import { Deadline } from '../src/upstream/deadline.js'
+import { Deadline } from '../src/upstream/index.js'
 import { backoffDelayMs, MIN_ATTEMPT_MS, RetryBudget, RetryPolicy, type RetrySkipped } from '../src/mangopay/retry.js'
 import type { Fault, FaultTarget } from '../src/emulator/index.js'
 import { buildTestApp, post, tokenFor, USER_A, type TestApp } from './helpers.js'

@@ -22,7 +22,7 @@ async function inbound (app: FastifyInstance, options: InboundOptions): Promise<
     parseJson(request, body as string, done)
   })
 
-  // The access line writes a token request's audit with it (observability/access-log.ts).
+  // The access line writes a token request's audit with it (fast-paths/access-line.ts).
   app.decorateRequest('tokenAudit', null)
 
   // Callback style: no promise per request for work that never waits.

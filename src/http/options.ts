@@ -3,7 +3,7 @@ import type { Server } from 'node:http'
 import type { FastifyHttpOptions } from 'fastify'
 import type { Logger } from 'pino'
 import type { ServerConfig } from '../config/index.js'
-import { AccessLog } from '../observability/index.js'
+import { AccessLog } from '../fast-paths/index.js'
 import { handleClientError } from './client-error.js'
 import { answerFrameworkError } from './problem.js'
 

@@ -1,4 +1,3 @@
 /** Logs (with the access and audit line) and metrics. */
-export { AccessLog, auditTokenIssued, type TokenAudit } from './access-log.js'
 export { CENSOR, createLogger } from './logging.js'
 export { default as metricsPlugin, BrokerMetrics } from './metrics.js'

@@ -5,13 +5,11 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BearerEvent, CallEvent, CircuitState, EmbeddedKind, Mangopay, MangopayEndpoint, MangopayObserver } from '../mangopay/index.js'
-import { commonHeaders, problemBody } from '../http/problem.js'
+import { commonHeaders, problemBody } from '../http/index.js'
 
 /**
- * Prometheus metrics (SPEC §5). One Registry per app, never prom-client's global one, so
- * several apps in one process (tests) do not collide. Labels are low-cardinality by
- * construction: kinds, SPEC error codes, route patterns, status codes and classes, window
- * positions. Never a user id, a token or a URL as sent.
+ * Prometheus metrics (SPEC §5), in a registry of the app's own (tests run several apps). Labels
+ * are low-cardinality by construction: never a user id, a token or a URL as sent.
  */
 
 const TOKEN_ROUTES: Record<string, EmbeddedKind> = {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isoFormatter } from '../src/clock.js'
+import { isoFormatter } from '../src/fast-paths/index.js'
 
 /** The formatter is `Date.prototype.toISOString` made cheaper: it must agree with it everywhere. */
 

@@ -1,6 +1,9 @@
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import { pino } from 'pino'
 
+// Speed: one log line per request, the audit line for a token, instead of Fastify's two and a
+// third for the audit; see docs/benchmark.md#fast-paths.
+
 /** SPEC §5's audit record of one token handed out: who, what, until when, and a fingerprint (never the token). */
 export interface TokenAudit {
   event: 'embedded_token_issued'
@@ -22,23 +25,13 @@ declare module 'fastify' {
 const AUDIT_MESSAGE = 'embedded token issued'
 const INFO = pino.levels.values.info as number
 
-/**
- * The logger an audit line goes through. SPEC §5 asks for one per issued token: an audit
- * record, not a diagnostic a level may silence. So when LOG_LEVEL is above info (warn, error,
- * fatal) the line gets an info-level child of the request's logger; only silent silences it.
- */
+/** An audit line (SPEC §5) is a record, not a diagnostic: LOG_LEVEL above info does not silence it; only `silent` does. */
 function auditLog (log: FastifyBaseLogger): FastifyBaseLogger {
   const level = pino.levels.values[log.level]
   return level === undefined || level <= INFO || log.level === 'silent' ? log : log.child({}, { level: 'info' })
 }
 
-/**
- * One line per request, when it is answered, instead of Fastify's two (`incoming request` +
- * `request completed`). A request that was handed a token has no line of its own besides: its
- * line is the audit line (`embedded token issued`, with `audit`), carrying the access fields
- * (`req`, `res`, `responseTime`) as well. One line per token rather than two: writing log lines
- * is the largest cost of a token request after the network.
- */
+/** One line per request, when it is answered; for a token, that line is the audit line (`audit` beside `req`, `res`). */
 export class AccessLog extends LogController {
   override incomingRequest (): void {}
 
@@ -58,10 +51,8 @@ function auditAlone (request: FastifyRequest, reply: FastifyReply, audit: TokenA
 }
 
 /**
- * Records that `request` was handed a token. The audit goes out with the request's line; a
- * response that never finishes (the browser went away while the token was being minted) has no
- * such line, so there the audit is written on its own, with `delivered: false`, when the
- * response closes. Either way, exactly one audit line per token.
+ * Exactly one audit line per token: with the request's line, or, when the answer never finishes
+ * (the browser went away), on its own with `delivered: false` once the response closes.
  */
 export function auditTokenIssued (request: FastifyRequest, reply: FastifyReply, audit: TokenAudit): void {
   if (reply.raw.closed) {
