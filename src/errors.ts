@@ -5,8 +5,9 @@ export type { ErrorCode }
 /**
  * Typed errors with a stable `code` (SPEC §2). Everything the broker refuses is one of these;
  * the error handler turns them into application/problem+json and never adds anything else.
+ * Exported so a test can check the browser helper knows every code.
  */
-const STATUS: Record<ErrorCode, number> = {
+export const STATUS: Readonly<Record<ErrorCode, number>> = {
   bad_request: 400,
   user_id_required: 400,
   unauthenticated: 401,
