@@ -3,9 +3,10 @@ import { mkdir } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { chromium, type Page, type Request } from 'playwright-core'
+import type { Page, Request } from 'playwright-core'
 import { startDemo } from '../src/demo/start.js'
 import { DEV_COOKIE_NAME } from '../src/auth/dev.js'
+import { chromiumMissing, launchChromium } from './chromium.js'
 import { API_KEY, CLIENT_ID, USER_A, USER_C, assertNoSecrets, captureLogs, type TestContext } from './helpers.js'
 
 /**
@@ -14,16 +15,12 @@ import { API_KEY, CLIENT_ID, USER_A, USER_C, assertNoSecrets, captureLogs, type 
  * origin) started in-process on free ports.
  */
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--no-first-run', '--disable-sync', '--disable-quic'
-]
 const ALICE = USER_A
 const SCREENSHOT = 'test-artifacts/demo.png'
 
-if (!existsSync(CHROMIUM) && process.env.CI !== 'true') {
-  t.plan(0, `Chromium is not installed at ${CHROMIUM}: the real-browser tests are skipped. Install Debian's package ("apt-get install -y chromium") to run them; under CI=true they always run.`)
+const missing = chromiumMissing()
+if (missing !== undefined) {
+  t.plan(0, missing)
 } else {
   await browserTests()
 }
@@ -38,7 +35,7 @@ async function browserTests (): Promise<void> {
     apiKey: API_KEY,
     env: { RATE_LIMIT_MAX: '100' }
   })
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+  const browser = await launchChromium()
   const sessionCookies: string[] = []
   t.teardown(async () => {
     await browser.close()
