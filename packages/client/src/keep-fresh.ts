@@ -29,11 +29,11 @@ export interface Keeper {
   cleared: () => void
 }
 
-export const REFRESH_MARGIN_MS = 60_000
+const REFRESH_MARGIN_MS = 60_000
 /** Timers stop counting while the machine sleeps: the wall clock is compared at least this often. */
-export const WAKE_CHECK_MS = 10_000
+const WAKE_CHECK_MS = 10_000
 const FIRST_BACKOFF_MS = 1000
-export const MAX_BACKOFF_MS = 60_000
+const MAX_BACKOFF_MS = 60_000
 /** A broker answering with tokens about to expire must not make this loop hot. */
 const MIN_REFRESH_MS = 1000
 
