@@ -2,8 +2,9 @@ import type { ErrorCode } from './wire.js'
 
 export type { ErrorCode }
 
-// Everything the broker refuses is a BrokerError with a stable `code` (SPEC §2).
-const STATUS: Record<ErrorCode, number> = {
+// Everything the broker refuses is a BrokerError with a stable `code` (SPEC §2); exported for
+// the test that checks the browser helper knows every code.
+export const STATUS: Readonly<Record<ErrorCode, number>> = {
   bad_request: 400,
   user_id_required: 400,
   unauthenticated: 401,

@@ -3,9 +3,10 @@ import { mkdir } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { chromium, type Page, type Request } from 'playwright-core'
+import type { Page, Request } from 'playwright-core'
 import { startDemo } from '../src/demo/start.js'
 import { DEV_COOKIE_NAME } from '../src/auth/dev.js'
+import { chromiumMissing, launchChromium } from './chromium.js'
 import { API_KEY, CLIENT_ID, USER_A, USER_C, assertNoSecrets, captureLogs, type TestContext } from './helpers.js'
 
 /**
@@ -14,16 +15,12 @@ import { API_KEY, CLIENT_ID, USER_A, USER_C, assertNoSecrets, captureLogs, type 
  * origin) started in-process on free ports.
  */
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--no-first-run', '--disable-sync', '--disable-quic'
-]
 const ALICE = USER_A
 const SCREENSHOT = 'test-artifacts/demo.png'
 
-if (!existsSync(CHROMIUM) && process.env.CI !== 'true') {
-  t.plan(0, `Chromium is not installed at ${CHROMIUM}: the real-browser tests are skipped. Install Debian's package ("apt-get install -y chromium") to run them; under CI=true they always run.`)
+const missing = chromiumMissing()
+if (missing !== undefined) {
+  t.plan(0, missing)
 } else {
   await browserTests()
 }
@@ -38,7 +35,7 @@ async function browserTests (): Promise<void> {
     apiKey: API_KEY,
     env: { RATE_LIMIT_MAX: '100' }
   })
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+  const browser = await launchChromium()
   const sessionCookies: string[] = []
   t.teardown(async () => {
     await browser.close()
@@ -138,16 +135,18 @@ async function browserTests (): Promise<void> {
     t.match(checkout.expiresAt, /^\d{4}-\d\d-\d\dT.*Z$/)
 
     const elements = await page.locator('#recipients [data-snippet]').textContent() ?? ''
-    t.match(elements, "clientToken: 'rec_•••'")
-    t.match(elements, `userId: '${ALICE}'`)
-    t.match(elements, 'tokens.recipientsToken(')
+    for (const part of [
+      /tokens\.keepFresh\(\s+'recipients'/, 'mountElements(sdkOptions(token))', `clientId: '${CLIENT_ID}'`, "clientToken: 'rec_•••'",
+      `userId: '${ALICE}'`, "environment: 'SANDBOX'", 'tokens.clear()'
+    ]) t.match(elements, part, `the Elements snippet has ${part}`)
     const sdk = await page.locator('#checkout [data-snippet]').textContent() ?? ''
     for (const part of [
-      "CheckoutSdk.loadCheckoutSdk('#checkout', options)", `clientId: '${CLIENT_ID}'`, "clientToken: 'chk_•••'",
-      `userId: '${ALICE}'`, "environment: 'SANDBOX'", "type: 'paypal'", 'enableOneClick: true',
-      'checkout.updateOptions({ ...options, clientToken: fresh.clientToken })'
+      /tokens\.keepFresh\(\s+'checkout'/, '...payment, ...sdkOptions(token)', 'checkout.updateOptions(options)',
+      /CheckoutSdk\s+\.loadCheckoutSdk\('#checkout', options\)/, `clientId: '${CLIENT_ID}'`, "clientToken: 'chk_•••'",
+      `userId: '${ALICE}'`, "environment: 'SANDBOX'", "type: 'paypal'", 'enableOneClick: true'
     ]) t.match(sdk, part, `the Checkout snippet has ${part}`)
     t.match(await page.locator('#checkout [data-countdown]').textContent(), /Expires in 1[45]:\d\d/, 'a countdown to expiry')
+    t.match(await page.locator('#checkout [data-refreshes]').textContent(), /first token chk_•••, expires \d\d:\d\d:\d\d/, 'the tokens handed over are listed')
 
     await mkdir('test-artifacts', { recursive: true })
     await page.screenshot({ path: SCREENSHOT, fullPage: true })
@@ -260,7 +259,7 @@ async function browserTests (): Promise<void> {
     const before = minted().length
     t.match(await getToken(page, 'recipients'), { userId: USER_C })
     t.same(minted().slice(before).map(m => m.userId), [USER_C], 'the token is for the chosen user')
-    t.match(await page.locator('#recipients [data-snippet]').textContent(), `recipientsToken({ userId: '${USER_C}' })`)
+    t.match(await page.locator('#recipients [data-snippet]').textContent(), `userId: '${USER_C}'`)
 
     await page.click('#logout')
     await logIn(page, 'carol')
@@ -271,7 +270,7 @@ async function browserTests (): Promise<void> {
     await checkHygiene(t, watched)
   })
 
-  t.test('the countdown gets a fresh token shortly before expiry', async t => {
+  t.test('keepFresh hands the panel a new token before expiry, and the panel lists it', async t => {
     const watched = await openPage(t)
     const { page } = watched
     await page.clock.install()
@@ -282,10 +281,42 @@ async function browserTests (): Promise<void> {
     const line = page.locator('#checkout [data-countdown]')
     t.match(await line.textContent(), /refreshed automatically 0 times/)
 
-    await page.clock.fastForward('14:35') // 25 s left: inside the 30 s refresh margin
+    await page.clock.fastForward('14:05') // 55 s left: inside keepFresh's 60 s margin
     await page.locator('#checkout [data-countdown]', { hasText: 'refreshed automatically 1 time' }).waitFor()
     t.same(minted().slice(before).map(m => [m.kind, m.userId]), [['checkout', ALICE]], 'one new Checkout token')
     t.match(await line.textContent(), /Expires in 1[45]:\d\d/, 'the countdown starts again from the new token')
+    const handed = await page.locator('#checkout [data-refreshes] li').allTextContents()
+    t.equal(handed.length, 2)
+    t.match(handed[1], /refreshed chk_•••, expires/, 'the refresh is listed')
+    t.match(await page.locator('#checkout [data-snippet]').textContent(), 'checkout.updateOptions(options)')
     await checkHygiene(t, watched)
+  })
+
+  t.test('on a 390 px wide screen the code blocks wrap and nothing scrolls sideways', async t => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 })
+    t.teardown(async () => await context.close())
+    const page = await context.newPage()
+    await page.goto(`${demo.brokerUrl}/`)
+    await logIn(page, 'bob') // the longest snippets: a Mangopay user named in the options
+    await getToken(page, 'recipients')
+    await getToken(page, 'checkout')
+
+    const layout = await page.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      blocks: Array.from(document.querySelectorAll('pre')).map(pre => ({
+        hidden: pre.scrollWidth - pre.clientWidth,
+        right: pre.getBoundingClientRect().right,
+        fontPx: parseFloat(getComputedStyle(pre).fontSize)
+      }))
+    }))
+    t.equal(layout.page, 390, 'the page is no wider than the screen')
+    t.equal(layout.blocks.length, 4)
+    for (const block of layout.blocks) {
+      t.equal(block.hidden, 0, 'no code hidden behind a sideways scroll')
+      t.ok(block.right <= 390, 'the block fits the screen')
+      t.ok(block.fontPx >= 12, `readable text (${block.fontPx} px)`)
+    }
+    await mkdir('test-artifacts', { recursive: true })
+    await page.screenshot({ path: 'test-artifacts/demo-390.png', fullPage: true })
   })
 }

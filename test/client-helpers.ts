@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { createTokenClient, TokenClientError, type TokenClientOptions } from '../packages/client/src/index.js'
+import type { AppDeps } from '../src/app.js'
+import type { EmulatorOptions } from '../src/emulator/index.js'
 import { buildTestApp, tokenFor, USER_A, type TestApp, type TestContext } from './helpers.js'
 
 /**
@@ -10,9 +12,9 @@ import { buildTestApp, tokenFor, USER_A, type TestApp, type TestContext } from '
 
 export interface Broker extends TestApp { baseUrl: string }
 
-export async function startBroker (t: TestContext, env: Record<string, string> = {}): Promise<Broker> {
+export async function startBroker (t: TestContext, env: Record<string, string> = {}, more: { emulator?: Partial<EmulatorOptions>, deps?: AppDeps } = {}): Promise<Broker> {
   // The helper tests make many calls for one user: the per-user limit is not under test here.
-  const test = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000', ...env } })
+  const test = await buildTestApp(t, { env: { RATE_LIMIT_MAX: '1000', ...env }, ...more })
   await test.app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = test.app.server.address() as AddressInfo
   return { ...test, baseUrl: `http://127.0.0.1:${port}` }

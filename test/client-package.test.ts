@@ -1,54 +1,18 @@
-import { execFile } from 'node:child_process'
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { build } from 'esbuild'
 import t from 'tap'
+import { PACKAGE_NAME as NAME, packAndInstall, ROOT, sh } from './client-tarball.js'
 
 /**
- * The browser helper as a user gets it: `npm pack` in packages/client (its `prepack` builds it),
- * the tarball installed into an empty project, then imported by Node, type-checked by tsc and
- * bundled by esbuild. The package is packed from a copy, so the build starts from nothing and does
- * not rewrite the dist/ that other test files serve meanwhile.
+ * The packed helper (see client-tarball.ts) in an empty project: imported by Node,
+ * type-checked by tsc and bundled by esbuild.
  */
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const NAME = 'mangopay-token-broker-client'
-const run = promisify(execFile)
-
-/** The commands run as a user would run them, not with the settings of the `npm test` around us. */
-const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key)))
-
-async function sh (cwd: string, command: string, args: string[]): Promise<string> {
-  const { stdout } = await run(command, args, { cwd, env, maxBuffer: 16 * 1024 * 1024 })
-  return stdout
-}
-
-const work = await mkdtemp(join(tmpdir(), 'client-package-'))
-t.teardown(async () => await rm(work, { recursive: true, force: true }))
-
-// What building the package reads: its own folder (less any earlier build) and the server's wire types.
-const repo = join(work, 'repo')
-await cp(join(ROOT, 'packages', 'client'), join(repo, 'packages', 'client'), {
-  recursive: true,
-  filter: (source) => !/[\\/](dist|node_modules)$/.test(source)
-})
-await cp(join(ROOT, 'src', 'wire.ts'), join(repo, 'src', 'wire.ts'))
-await symlink(join(ROOT, 'node_modules'), join(repo, 'node_modules'), 'dir')
-
-const [packed] = JSON.parse(await sh(join(repo, 'packages', 'client'), 'npm', ['pack', '--json', '--pack-destination', work])) as Array<{ filename: string, files: Array<{ path: string }> }>
-if (packed === undefined) throw new Error('npm pack reported no tarball')
-const tarball = join(work, packed.filename)
-
-const consumer = join(work, 'consumer')
-await mkdir(consumer)
-await writeFile(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }))
-await sh(consumer, 'npm', ['install', tarball, '--offline', '--no-audit', '--no-fund'])
+const { consumer, files: packedFiles } = await packAndInstall(t)
 
 t.test('the tarball holds the build and its declarations, and nothing else', async t => {
-  const files = packed.files.map(file => file.path).sort()
+  const files = [...packedFiles].sort()
   t.same(files.filter(path => !path.startsWith('dist/')), ['LICENSE', 'README.md', 'package.json'])
   t.ok(files.includes('dist/index.js'), 'the one ES module')
   t.ok(files.includes('dist/types/src/wire.d.ts'), 'the server\'s wire types, declared inside the package')
@@ -65,11 +29,11 @@ t.test('the tarball holds the build and its declarations, and nothing else', asy
 
 t.test('Node imports it from the installed package', async t => {
   const keys = await sh(consumer, process.execPath, ['--input-type=module', '-e', `const m = await import('${NAME}'); console.log(JSON.stringify(Object.keys(m).sort()))`])
-  t.same(JSON.parse(keys), ['TokenClientError', 'createTokenClient'])
+  t.same(JSON.parse(keys), ['TokenClientError', 'createTokenClient', 'sdkOptions'])
 })
 
 t.test('its types check under strict TypeScript, with bundler and nodenext resolution', async t => {
-  await writeFile(join(consumer, 'app.ts'), `import { createTokenClient, TokenClientError, type EmbeddedToken, type TokenClientErrorCode } from '${NAME}'
+  await writeFile(join(consumer, 'app.ts'), `import { createTokenClient, sdkOptions, TokenClientError, type EmbeddedToken, type MangopaySdkOptions, type TokenClientErrorCode } from '${NAME}'
 
 const tokens = createTokenClient({ baseUrl: 'https://broker.example.com', cache: true, retry: { maxWaitS: 5 } })
 
@@ -82,8 +46,24 @@ export function codeOf (err: unknown): TokenClientErrorCode | undefined {
   return err instanceof TokenClientError ? err.code : undefined
 }
 
+// The Checkout SDK's options as Mangopay documents them: environment is 'SANDBOX' | 'PRODUCTION'.
+interface CheckoutOptions { clientId: string, clientToken?: string, userId?: string, environment?: 'SANDBOX' | 'PRODUCTION', profilingMerchantId: string }
+declare const checkout: { updateOptions (options: CheckoutOptions): void }
+const controller = new AbortController()
+export const stop: () => void = tokens.keepFresh('checkout', (token) => {
+  const options: CheckoutOptions = { ...sdkOptions(token), profilingMerchantId: 'p' }
+  checkout.updateOptions(options)
+}, {
+  signal: controller.signal,
+  onError: (error, { stopped }) => { if (stopped && error.code === 'unauthenticated') stop() }
+})
+
 // @ts-expect-error the environment is 'SANDBOX' | 'PRODUCTION': the declarations were found, not \`any\`
 export const environment: EmbeddedToken['environment'] = 'STAGING'
+// @ts-expect-error exactly the four SDK fields: the token's expiry is not one of them
+export const expiry: MangopaySdkOptions['expiresAt'] = ''
+// @ts-expect-error keepFresh knows the two kinds
+tokens.keepFresh('payouts', () => {})
 `)
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
   // Both at once: each is a separate compiler process, and they take most of this file's time.

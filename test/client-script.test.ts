@@ -25,7 +25,7 @@ t.test('GET /v1/client.js serves the helper as a cacheable ES module', async t =
 
   // The served file is the working helper: import it as a module and get a token with it.
   const served = await import(`data:text/javascript;base64,${Buffer.from(script).toString('base64')}`) as typeof import('../packages/client/src/index.js')
-  t.same(Object.keys(served).sort(), ['TokenClientError', 'createTokenClient'], 'the package\'s public API')
+  t.same(Object.keys(served).sort(), ['TokenClientError', 'createTokenClient', 'sdkOptions'], 'the package\'s public API')
   const jwt = await tokenFor(USER_A)
   const token = await served.createTokenClient({ baseUrl: broker.baseUrl, getAuthorization: () => jwt }).recipientsToken()
   t.equal(token.clientToken, broker.emulator.control.minted[0]?.token)

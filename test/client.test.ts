@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createTokenClient } from '../packages/client/src/index.js'
+import { createTokenClient, sdkOptions } from '../packages/client/src/index.js'
 import { tokenFor, USER_A, USER_B, USER_C } from './helpers.js'
 import { checkpoint, clientFor, recordingFetch, rejection, startBroker } from './client-helpers.js'
 
@@ -199,4 +199,15 @@ t.test('creating a client touches nothing: safe during server-side rendering', a
   const client = createTokenClient({ baseUrl: 'https://broker.invalid', fetch: recorder.fetch })
   client.clear()
   t.equal(recorder.sent.length, 0, 'no request until a token is asked for')
+})
+
+t.test('sdkOptions() keeps exactly the four fields the Mangopay SDKs take', async t => {
+  const broker = await startBroker(t)
+  const client = await clientFor(broker, USER_A)
+  const token = await client.checkoutToken()
+  const options = sdkOptions(token)
+  t.same(options, { clientId: 'acme-client', clientToken: broker.emulator.control.minted[0]?.token, userId: USER_A, environment: 'SANDBOX' })
+  t.same(Object.keys(options).sort(), ['clientId', 'clientToken', 'environment', 'userId'], 'no expiry, scope or token type for the SDK to carry')
+  options.clientToken = 'changed'
+  t.not(token.clientToken, 'changed', 'a copy: the token object is not touched')
 })

@@ -9,5 +9,6 @@
  */
 
 export { createTokenClient } from './token-client.js'
+export { sdkOptions, type MangopaySdkOptions } from './sdk-options.js'
 export { TokenClientError, type TokenClientErrorCode } from './errors.js'
-export type { EmbeddedToken, MangopayEnvironment, TokenClient, TokenClientOptions, TokenRequestOptions } from './options.js'
+export type { EmbeddedToken, KeepFreshOptions, MangopayEnvironment, TokenClient, TokenClientOptions, TokenKind, TokenRequestOptions } from './options.js'

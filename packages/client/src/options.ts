@@ -1,4 +1,5 @@
 import type { MangopayEnvironment, TokenAnswer } from '../../../src/wire.js'
+import type { TokenClientError } from './errors.js'
 
 export type { MangopayEnvironment }
 
@@ -53,14 +54,33 @@ export interface TokenRequestOptions {
   forceRefresh?: boolean
 }
 
+export interface KeepFreshOptions {
+  /** Only when the session is linked to several Mangopay users: which one (SPEC §3.3). */
+  userId?: string
+  /** Stops it, like the returned function. Already aborted: nothing is fetched. */
+  signal?: AbortSignal
+  /**
+   * No valid token now, or none before the current one expires. `stopped` is true when retrying
+   * cannot fix it (signed out, forbidden user, `clear()`…); otherwise it goes on trying.
+   */
+  onError?: (error: TokenClientError, state: { stopped: boolean }) => void
+}
+
 export interface TokenClient {
   /** A Recipients token (Mangopay Elements). */
   recipientsToken (options?: TokenRequestOptions): Promise<EmbeddedToken>
   /** A Checkout token (Checkout SDK, PayPal One-Click). */
   checkoutToken (options?: TokenRequestOptions): Promise<EmbeddedToken>
   /**
-   * Logout or user switch: drops every cached token and cancels requests in flight (their
-   * callers get a `cleared` error); nothing started before this call can fill the cache again.
+   * Gets a token, hands it to `onToken`, and hands a new one before it expires: 60 s ahead, but
+   * never before half its life. Failures are retried with backoff (Retry-After honoured). After a
+   * sleep or a hidden tab, a token that is due is fetched at once. Returns the function that stops it.
+   */
+  keepFresh (kind: TokenKind, onToken: (token: EmbeddedToken) => void, options?: KeepFreshOptions): () => void
+  /**
+   * Logout or user switch: drops every cached token, cancels requests in flight (their callers
+   * get a `cleared` error) and stops every keepFresh (each told once through `onError`); nothing
+   * started before this call can fill the cache again.
    */
   clear (): void
 }

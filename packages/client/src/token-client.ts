@@ -1,15 +1,10 @@
 import { clearedError, TokenClientError } from './errors.js'
+import { startKeeper, type Keeper, type Received } from './keep-fresh.js'
 import type { EmbeddedToken, TokenClient, TokenClientOptions, TokenKind, TokenRequestOptions } from './options.js'
 import { createRequester } from './request.js'
 
 const DEFAULT_REFRESH_BEFORE_EXPIRY_S = 30
 const DEFAULT_MAX_RETRY_WAIT_S = 10
-
-interface Received {
-  token: EmbeddedToken
-  /** Local clock: the broker's expiresIn counted from receipt, so client clock skew does not matter. */
-  expiresAtMs: number
-}
 
 interface Cached extends Received {
   /** The Authorization header the token was obtained with (undefined for cookie sessions). */
@@ -60,6 +55,8 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
   const inFlight = new Map<string, Flight>()
   // Bumped by clear(): a request started before it never writes to the cache.
   let generation = 0
+  // Running keepFresh loops, so clear() can stop them; each leaves the set when it stops.
+  const keepers = new Set<Keeper>()
 
   /**
    * The Authorization header for one token call. Read before the cache and shared requests are
@@ -123,7 +120,11 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
     return { ...received.token, expiresIn: Math.max(0, Math.floor((received.expiresAtMs - now()) / 1000)) }
   }
 
-  async function token (kind: TokenKind, requestOptions: TokenRequestOptions = {}): Promise<EmbeddedToken> {
+  /**
+   * A token for one caller. `newerThanMs` (keepFresh's refreshes) takes a cached token only if it
+   * outlives the one the caller holds, so keepers of the same kind and user share one refresh.
+   */
+  async function acquire (kind: TokenKind, requestOptions: TokenRequestOptions, newerThanMs = 0): Promise<Received> {
     const { userId, signal, forceRefresh = false } = requestOptions
     // Like fetch: a caller that has already given up gets nothing read, sent or minted.
     signal?.throwIfAborted()
@@ -137,25 +138,44 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
     const slot = `${kind}\u0000${userId ?? ''}`
     if (cacheEnabled) {
       const cached = cache.get(slot)
-      if (cached !== undefined && cached.authorization === authorization && !forceRefresh && cached.expiresAtMs - refreshBeforeExpiryMs > now()) return view(cached)
+      if (cached !== undefined && cached.authorization === authorization && !forceRefresh && cached.expiresAtMs > newerThanMs && cached.expiresAtMs - refreshBeforeExpiryMs > now()) return cached
       cache.delete(slot)
     }
     const key = `${slot}\u0000${authorization ?? ''}`
     const flight = inFlight.get(key) ?? start(kind, userId, authorization, slot, key)
     flight.waiters++
     try {
-      return view(await waitFor(flight.promise, signal))
+      return await waitFor(flight.promise, signal)
     } finally {
       leave(flight, key)
     }
   }
 
+  async function token (kind: TokenKind, requestOptions: TokenRequestOptions = {}): Promise<EmbeddedToken> {
+    return view(await acquire(kind, requestOptions))
+  }
+
   return {
     recipientsToken: async (requestOptions) => await token('recipients', requestOptions),
     checkoutToken: async (requestOptions) => await token('checkout', requestOptions),
+    keepFresh (kind, onToken, keepOptions = {}) {
+      const keeper = startKeeper({
+        kind,
+        onToken,
+        options: keepOptions,
+        now,
+        acquire: async (signal, newerThanMs) => await acquire(kind, { userId: keepOptions.userId, signal }, newerThanMs),
+        view,
+        stopped: () => keepers.delete(keeper)
+      })
+      if (keeper.running) keepers.add(keeper)
+      return keeper.stop
+    },
     clear () {
       generation++
       cache.clear()
+      // Before the requests are cancelled: each keeper reports `cleared` once, not once per request.
+      for (const keeper of keepers) keeper.cleared()
       for (const flight of inFlight.values()) flight.controller.abort()
       inFlight.clear()
     }

@@ -5,17 +5,17 @@
 
 const { role, broker, frontend } = document.body.dataset
 const brokerOrigin = broker === '' ? location.origin : broker
-const { createTokenClient, TokenClientError } = await import(`${broker}/v1/client.js`)
+const { createTokenClient, sdkOptions, TokenClientError } = await import(`${broker}/v1/client.js`)
 
-// cache: a token is reused until 30 s before it expires; retry: one retry after a 429/503.
+// cache: a remount reuses a token until 30 s before it expires; retry: one retry after a 429/503.
 const tokens = createTokenClient({ baseUrl: broker, cache: true, retry: true })
 
-const REFRESH_BEFORE_S = 30
 const KINDS = ['recipients', 'checkout']
 const $ = (id) => document.getElementById(id)
 
 let signedIn
-const countdowns = {}
+// Per kind: the keepFresh stop function, the countdown timer, the tokens handed over so far.
+const panels = {}
 
 /** Demo-only routes (login, users): plain fetch, same cookie and header rules as the tokens. */
 async function brokerCall (path, body) {
@@ -51,108 +51,157 @@ function selectedMangopayUser () {
   return signedIn?.mangopayUserIds.length > 1 ? $('mangopay-user').value : undefined
 }
 
-/** How the page would ask: the same call, with the user id when the session has several. */
-function tokenCall (method, userId) {
-  return `const token = await tokens.${method}(${userId ? `{ userId: '${userId}' }` : ''})`
+const time = (ms) => new Date(ms).toISOString().slice(11, 19)
+
+/** The page's own code, in lines short enough to read on a phone. */
+function clientLines () {
+  return `import {
+  createTokenClient, sdkOptions
+} from 'mangopay-token-broker-client'
+// plain page: import() the same module
+// from ${brokerOrigin}/v1/client.js
+
+const tokens = createTokenClient({
+  baseUrl: '${brokerOrigin}'
+})`
 }
 
-/** The four fields both Mangopay SDKs take, as the page would pass them. */
-function sdkFields (token, more = false) {
-  return `  clientId: '${token.clientId}', // token.clientId
-  clientToken: '${mask(token.clientToken)}', // token.clientToken, until ${token.expiresAt}
-  userId: '${token.userId}', // token.userId
-  environment: '${token.environment}'${more ? ',' : ''} // token.environment`
+function keepOptions (userId) {
+  return userId
+    ? `{
+    userId: '${userId}',
+    onError: showError
+  }`
+    : '{ onError: showError }'
+}
+
+/** What sdkOptions(token) gives now (the token masked), as a comment. */
+function currentFields (token) {
+  const fields = { ...sdkOptions(token), clientToken: mask(token.clientToken) }
+  return ['// sdkOptions(token) is now:', ...Object.entries(fields).map(([name, value]) => `//   ${name}: '${value}'`)].join('\n')
 }
 
 function elementsSnippet (token, userId) {
-  return `import { createTokenClient } from 'mangopay-token-broker-client' // or ${brokerOrigin}/v1/client.js
+  return `${clientLines()}
 
-const tokens = createTokenClient({ baseUrl: '${brokerOrigin}', cache: true })
-${tokenCall('recipientsToken', userId)}
+// Mangopay Elements takes the token as
+// its clientToken; keepFresh hands a new
+// one before each expires.
+const stop = tokens.keepFresh(
+  'recipients',
+  (token) => {
+    mountElements(sdkOptions(token))
+  },
+  ${keepOptions(userId)}
+)
 
-// Mangopay Elements (Recipients) is initialised with the token as its clientToken:
-const elementsOptions = {
-${sdkFields(token)}
-}
-// Hand elementsOptions to the Recipients component (docs.mangopay.com/sdks/elements).
-// Get the token when the form is shown; after logout call tokens.clear().`
+${currentFields(token)}
+
+// mountElements: your code, after
+// docs.mangopay.com/sdks/elements
+// Logout or user switch: tokens.clear()`
 }
 
 function checkoutSnippet (token, userId) {
-  return `import { CheckoutSdk } from '@mangopay/checkout-sdk' // or the script from https://checkout.mangopay.com
-import { createTokenClient } from 'mangopay-token-broker-client'
+  return `import { CheckoutSdk }
+  from '@mangopay/checkout-sdk'
+${clientLines()}
 
-const tokens = createTokenClient({ baseUrl: '${brokerOrigin}', cache: true })
-${tokenCall('checkoutToken', userId)}
-
-const options = {
-${sdkFields(token, true)}
-  profilingMerchantId: '<your profiling merchant id>',
+const payment = {
+  profilingMerchantId: '<your id>',
   amount: { value: 1000, currency: 'EUR' },
   paymentMethods: [{
     type: 'paypal',
     options: {
-      merchantId: '<your PayPal merchant id>',
-      enableOneClick: true, // offers "save PayPal for one-click payments"
-      onCreatePayment: (profilingAttemptReference, enableOneClick) =>
-        yourBackend.createPayPalPayIn({ profilingAttemptReference, enableOneClick })
+      merchantId: '<PayPal merchant id>',
+      // offers "save PayPal for next time"
+      enableOneClick: true,
+      onCreatePayment: (ref, oneClick) =>
+        yourBackend.payIn(ref, oneClick)
     }
   }]
 }
-const checkout = await CheckoutSdk.loadCheckoutSdk('#checkout', options)
 
-// The token lasts 15 minutes: before it runs out, hand the SDK a fresh one.
-const fresh = await tokens.checkoutToken(${userId ? `{ userId: '${userId}', forceRefresh: true }` : '{ forceRefresh: true }'})
-checkout.updateOptions({ ...options, clientToken: fresh.clientToken })`
+let checkout
+const stop = tokens.keepFresh(
+  'checkout',
+  async (token) => {
+    // updateOptions replaces: pass them all
+    const options = {
+      ...payment, ...sdkOptions(token)
+    }
+    if (checkout) {
+      checkout.updateOptions(options)
+    } else {
+      checkout = await CheckoutSdk
+        .loadCheckoutSdk('#checkout', options)
+    }
+  },
+  ${keepOptions(userId)}
+)
+
+${currentFields(token)}`
 }
 
-function stopCountdown (kind) {
-  clearInterval(countdowns[kind]?.timer)
-  delete countdowns[kind]
-}
-
-/** Counts down to expiry and, REFRESH_BEFORE_S before it, asks the helper for a new token. */
-function startCountdown (kind, token, refreshes) {
-  stopCountdown(kind)
+/** The countdown only shows time; keepFresh does the refreshing. */
+function startCountdown (kind, token) {
+  const panel = panels[kind]
+  clearInterval(panel.timer)
   const line = document.querySelector(`#${kind} [data-countdown]`)
   const deadline = Date.now() + token.expiresIn * 1000
-  const countdown = { refreshing: false }
+  const refreshes = panel.handed.length - 1
   const tick = () => {
     const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000))
     const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`
     line.textContent = `Expires in ${clock} (at ${token.expiresAt}) · refreshed automatically ${refreshes} time${refreshes === 1 ? '' : 's'}`
-    line.classList.toggle('soon', left <= REFRESH_BEFORE_S)
-    if (left <= REFRESH_BEFORE_S && !countdown.refreshing) {
-      countdown.refreshing = true
-      getToken(kind, { refreshes: refreshes + 1 })
-    }
+    line.classList.toggle('soon', left <= 60)
   }
-  countdown.timer = setInterval(tick, 1000)
-  countdowns[kind] = countdown
+  panel.timer = setInterval(tick, 1000)
   tick()
 }
 
-function render (kind, token, refreshes) {
-  const panel = $(kind)
-  const userId = selectedMangopayUser()
-  panel.querySelector('[data-response]').textContent = JSON.stringify({ ...token, clientToken: mask(token.clientToken) }, null, 2)
-  panel.querySelector('[data-snippet]').textContent = kind === 'recipients' ? elementsSnippet(token, userId) : checkoutSnippet(token, userId)
-  panel.hidden = false
-  // Counts renders, cached answers included (the browser tests wait on it).
-  panel.dataset.renders = String(Number(panel.dataset.renders ?? 0) + 1)
-  startCountdown(kind, token, refreshes)
+/** onToken: every token keepFresh hands over, the first and each refresh. */
+function render (kind, token, userId) {
+  const element = $(kind)
+  const panel = panels[kind]
+  panel.handed.push({ at: Date.now(), token: mask(token.clientToken), expiresAt: Date.now() + token.expiresIn * 1000 })
+  element.querySelector('[data-response]').textContent = JSON.stringify({ ...token, clientToken: mask(token.clientToken) }, null, 2)
+  element.querySelector('[data-snippet]').textContent = kind === 'recipients' ? elementsSnippet(token, userId) : checkoutSnippet(token, userId)
+  element.querySelector('[data-refreshes]').replaceChildren(...panel.handed.map((entry, i) => {
+    const item = document.createElement('li')
+    item.textContent = `${time(entry.at)} ${i === 0 ? 'first token' : 'refreshed'} ${entry.token}, expires ${time(entry.expiresAt)}`
+    return item
+  }))
+  element.hidden = false
+  // Counts renders (the browser tests wait on it).
+  element.dataset.renders = String(Number(element.dataset.renders ?? 0) + 1)
+  startCountdown(kind, token)
 }
 
-async function getToken (kind, { refreshes = 0 } = {}) {
+function unmount (kind) {
+  const panel = panels[kind]
+  if (panel === undefined) return
+  panel.stop()
+  clearInterval(panel.timer)
+  delete panels[kind]
+}
+
+/** Mounts a panel through keepFresh, as a page would mount the SDK; a second click remounts. */
+function mount (kind) {
   showError(undefined)
-  const options = { userId: selectedMangopayUser(), forceRefresh: refreshes > 0 }
-  try {
-    const token = kind === 'recipients' ? await tokens.recipientsToken(options) : await tokens.checkoutToken(options)
-    render(kind, token, refreshes)
-  } catch (err) {
-    stopCountdown(kind)
-    showError(err)
-  }
+  unmount(kind)
+  const userId = selectedMangopayUser()
+  const panel = { handed: [] }
+  panels[kind] = panel
+  panel.stop = tokens.keepFresh(kind, (token) => render(kind, token, userId), {
+    userId,
+    onError: (err, { stopped }) => {
+      // The page called clear() itself (logout, user switch): nothing to tell.
+      if (err.code === 'cleared') return
+      showError(err)
+      if (stopped) unmount(kind)
+    }
+  })
 }
 
 function showSession (user) {
@@ -160,7 +209,7 @@ function showSession (user) {
   $('login-form').hidden = user !== undefined
   $('signed-in').hidden = user === undefined
   for (const kind of KINDS) {
-    stopCountdown(kind)
+    unmount(kind)
     $(kind).hidden = true
   }
   if (user === undefined) return
@@ -191,7 +240,7 @@ async function logOut () {
   } catch (err) {
     showError(err)
   }
-  // Logout: drop every cached token and cancel requests in flight.
+  // Logout: drop every cached token, cancel requests in flight, stop every keepFresh.
   tokens.clear()
   showSession(undefined)
   $('session-status').textContent = 'Signed out: the session cookie is gone and the helper holds no token.'
@@ -218,7 +267,11 @@ async function loadUsers () {
 describeOrigins()
 $('login-form').addEventListener('submit', logIn)
 $('logout').addEventListener('click', logOut)
-for (const kind of KINDS) $(`get-${kind}`).addEventListener('click', () => getToken(kind))
+for (const kind of KINDS) $(`get-${kind}`).addEventListener('click', () => mount(kind))
+// Another Mangopay user: what is mounted follows it.
+$('mangopay-user').addEventListener('change', () => {
+  for (const kind of KINDS) if (panels[kind] !== undefined) mount(kind)
+})
 try {
   await loadUsers()
   document.body.dataset.ready = 'true'
