@@ -77,7 +77,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     clock,
     redis,
     quota: () => mangopay.quota(),
-    quotaScope: sharedStateScope(config.mangopay.clientId, config.mangopay.baseUrl)
+    quotaScope: sharedStateScope(config.mangopay.clientId, config.mangopay.baseUrl),
+    onBudgetRefusal: reason => metrics.budgetRefused(reason)
   })
 
   await app.register(tokenRoutes, {
