@@ -75,7 +75,10 @@ export function brokerEnv (options: { entry: string, port: number, logLevel: str
     AUTH_AUDIENCE: AUDIENCE,
     // On, but far above what any one user does here.
     RATE_LIMIT_MAX: '1000000',
-    RATE_LIMIT_WINDOW_MS: '60000'
+    RATE_LIMIT_WINDOW_MS: '60000',
+    // The fair quota's admission runs on every mint too: its cost is measured, its budgets never reached.
+    TOKEN_BUDGET_PER_USER: '1000000',
+    TOKEN_BUDGET_PER_SESSION: '1000000'
   }
 }
 

@@ -8,7 +8,7 @@ import type { Config } from './config/index.js'
 import inbound, { serverOptions } from './http/index.js'
 import type { Lifecycle } from './lifecycle.js'
 import { limitFailedAuthentications, setUpRateLimits } from './limits/index.js'
-import { createMangopay, type Mangopay } from './mangopay/index.js'
+import { createMangopay, sharedStateScope, type Mangopay } from './mangopay/index.js'
 import { BrokerMetrics, createLogger, metricsPlugin } from './observability/index.js'
 import { closeRedisClient, createRedisClient } from './redis/index.js'
 import { clientScriptRoutes } from './routes/client-script.js'
@@ -72,7 +72,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // Before the routes, so its hooks see every request.
   await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host })
   if (auth.parsesCookies) await app.register(fastifyCookie)
-  const limits = await setUpRateLimits(app, { limits: config.rateLimit, clock, redis })
+  const limits = await setUpRateLimits(app, {
+    limits: config.rateLimit,
+    clock,
+    redis,
+    quota: () => mangopay.quota(),
+    quotaScope: sharedStateScope(config.mangopay.clientId, config.mangopay.baseUrl),
+    onBudgetRefusal: reason => metrics.budgetRefused(reason)
+  })
 
   await app.register(tokenRoutes, {
     mangopay,
@@ -81,6 +88,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     allowedOrigins: new Set(config.cors.origins),
     clock,
     rateLimit: limits.perUser,
+    budgets: limits.budgets,
     settings: { clientId: config.mangopay.clientId, environment: config.mangopay.environment, timeoutMs: config.mangopay.timeoutMs }
   })
   await app.register(healthRoutes, {

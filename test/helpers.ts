@@ -96,6 +96,11 @@ export function baseEnv (mangopayBaseUrl: string, overrides: Record<string, stri
     AUTH_ISSUER: ISSUER,
     AUTH_AUDIENCE: AUDIENCE,
     LOG_LEVEL: 'debug',
+    // Most tests mint far more for one user than an honest page does, against tiny quotas: the fair
+    // quota stays out of their way. test/fair-quota*.test.ts run it with the shipped defaults.
+    TOKEN_BUDGET_PER_USER: '1000000',
+    TOKEN_BUDGET_PER_SESSION: '1000000',
+    TOKEN_BUDGET_FIRST_TOKEN_SHARE: '0',
     ...overrides
   }
 }

@@ -51,6 +51,10 @@ export const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+  TOKEN_BUDGET_PER_USER: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 6 }),
+  TOKEN_BUDGET_PER_SESSION: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 12 }),
+  TOKEN_BUDGET_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 900_000 }),
+  TOKEN_BUDGET_FIRST_TOKEN_SHARE: Type.Number({ minimum: 0, maximum: 1, default: 0.25 }),
   AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
   AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
 

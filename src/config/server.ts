@@ -28,7 +28,15 @@ export function rateLimitConfig (env: Env) {
     windowMs: env.RATE_LIMIT_WINDOW_MS,
     /** Failed authentications allowed per client address per `failedAuthWindowMs`. */
     failedAuthMax: env.AUTH_FAILURE_LIMIT_MAX,
-    failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS
+    failedAuthWindowMs: env.AUTH_FAILURE_LIMIT_WINDOW_MS,
+    /** Mangopay calls for embedded tokens per user and per session each window (SPEC §8 "Fair quota"). */
+    budget: {
+      perUser: env.TOKEN_BUDGET_PER_USER,
+      perSession: env.TOKEN_BUDGET_PER_SESSION,
+      windowMs: env.TOKEN_BUDGET_WINDOW_MS,
+      /** Part of the broker's share of each Mangopay window kept for users' first tokens; 0 turns it off. */
+      firstTokenShare: env.TOKEN_BUDGET_FIRST_TOKEN_SHARE
+    }
   }
 }
 

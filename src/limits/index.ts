@@ -4,10 +4,15 @@ import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/index.js'
 import { BrokerError } from '../errors.js'
+import type { QuotaSnapshot } from '../mangopay/index.js'
+import type { BudgetRefusal } from './budget-store.js'
 import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from './failed-auth.js'
+import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './store.js'
+import { createTokenBudgets, type TokenBudgets } from './token-budgets.js'
 
 export { limitFailedAuthentications } from './failed-auth.js'
-import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './store.js'
+export type { BudgetRefusal } from './budget-store.js'
+export { BUDGET_ENTRIES, type TokenBudgets } from './token-budgets.js'
 
 /**
  * SPEC §3.5 abuse limits, on @fastify/rate-limit (registered with `global: false`: nothing is
@@ -15,7 +20,8 @@ import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from '
  * - per Mangopay user, on both token routes together, keyed on the user id the request was
  *   authorised for (never a client-supplied value): a preHandler placed after authorization;
  * - per client address, on failed authentications (failed-auth.ts).
- * With REDIS_URL the counters live in Redis and every instance shares them.
+ * Beside them, the fair quota's budgets (token-budgets.ts) charge each Mangopay call to the user
+ * and the session. With REDIS_URL the counters live in Redis and every instance shares them.
  */
 
 /** In-memory bounds (LRU): beyond them the least recently seen user/address starts a fresh window. */
@@ -28,12 +34,18 @@ export interface RateLimits {
   failedAuth: FailedAuthLimit
   /** The counters (a MemoryRateLimitStore without Redis). */
   store: RateLimitStore
+  /** Charged right before each embedded-token mint (the `beforeMint` of a Mangopay call). */
+  budgets: TokenBudgets
 }
 
 export interface RateLimitOptions {
   limits: Config['rateLimit']
   clock: Clock
   redis?: Redis
+  /** The Mangopay room's quota view and its scope, for the fair quota. */
+  quota: () => QuotaSnapshot
+  quotaScope: string
+  onBudgetRefusal?: (reason: BudgetRefusal) => void
 }
 
 /** The plugin instantiates its store itself (`new store(params)`); this hands it the app's own. */
@@ -49,7 +61,7 @@ function verifiedUserId (request: FastifyRequest): string {
 }
 
 export async function setUpRateLimits (app: FastifyInstance, options: RateLimitOptions): Promise<RateLimits> {
-  const { limits, clock, redis } = options
+  const { limits, clock, redis, quota, quotaScope } = options
   const store: RateLimitStore = redis === undefined ? new MemoryRateLimitStore({ clock }) : new RedisRateLimitStore(redis)
   await app.register(fastifyRateLimit, { global: false, store: provide(store) })
 
@@ -79,5 +91,6 @@ export async function setUpRateLimits (app: FastifyInstance, options: RateLimitO
   }
   const failedAuth = createFailedAuthLimit(app.createRateLimit(failedAuthOptions) as RateLimitCounter)
 
-  return { perUser, failedAuth, store }
+  const budgets = createTokenBudgets({ budget: limits.budget, clock, redis, quota, quotaScope, onRefusal: options.onBudgetRefusal })
+  return { perUser, failedAuth, store, budgets }
 }

@@ -71,6 +71,12 @@ export class MangopayCaller {
     })
   }
 
+  /** The guards' refusal, if any, before anything is spent on a call (a user's budget, a bearer fetch). */
+  assertCallable (endpoint: MangopayEndpoint): void {
+    this.#quota.assertCallAllowed()
+    if (this.circuit.state === 'open') throw this.#circuitRefusal(endpoint)
+  }
+
   /** Not started when too little of the caller's budget is left to finish: it could only spend quota. */
   async #attempt (endpoint: MangopayEndpoint, path: string, headers: Record<string, string>, body: string, deadline: Deadline): Promise<UpstreamResponse> {
     const started = performance.now()
@@ -112,7 +118,11 @@ export class MangopayCaller {
     const permit = this.circuit.tryAcquire()
     if (permit !== undefined) return permit
     this.#observer.call({ type: 'circuit_rejected', endpoint })
-    throw new BrokerError('upstream_unavailable', 'Mangopay is failing; the broker is not calling it for a short while. Try again later.', {
+    throw this.#circuitRefusal(endpoint)
+  }
+
+  #circuitRefusal (endpoint: MangopayEndpoint): BrokerError {
+    return new BrokerError('upstream_unavailable', 'Mangopay is failing; the broker is not calling it for a short while. Try again later.', {
       retryAfterS: Math.max(1, this.circuit.retryAfterMs() / 1000),
       logFields: { mangopay: { endpoint, circuit: this.circuit.state } }
     })

@@ -45,6 +45,11 @@ export class EmbeddedTokens {
   async #mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
     const { bearers, clock, clientId } = this.#options
     const body = JSON.stringify({ clientId, claims: { userId } })
+    if (options.beforeMint !== undefined) {
+      // A refusal the guards would give anyway must not cost the caller its budget.
+      this.#options.caller.assertCallable(kind)
+      await options.beforeMint()
+    }
     let bearer = bearers.usable() ?? await withinDeadline(bearers.current(), options.deadline, timedOut)
     let sentAt = clock.now()
     let response = await this.#post(kind, bearer, body, options.deadline)

@@ -22,7 +22,8 @@ import type { CallOptions, EmbeddedKind, EmbeddedToken, MangopayObserver } from 
 export type { CallEvent, CallOptions, EmbeddedKind, EmbeddedToken, MangopayEndpoint, MangopayObserver } from './types.js'
 export type { Bearer, BearerEvent } from './bearer-store.js'
 export type { CircuitState } from './circuit-breaker.js'
-export type { QuotaSnapshot } from './quota.js'
+export { reserveFloor, type QuotaShare, type QuotaSnapshot, type QuotaWindow } from './quota.js'
+export { sharedStateScope } from './shared-bearer.js'
 export type { SecretsReloadResult } from './secrets-reload.js'
 
 export interface MangopayDeps {

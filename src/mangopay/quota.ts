@@ -17,9 +17,22 @@ export interface QuotaWindow {
   resetAt: number
 }
 
+/** The broker's share of a window: its calls less the platform's reserve. */
+export interface QuotaShare {
+  window: number
+  size: number
+  /** Calls made in the window (the whole Client ID's, the broker's included), at most `size`. */
+  spent: number
+  resetAt: string
+}
+
 export interface QuotaSnapshot {
   reserve: number
   windows: QuotaWindow[]
+  /** When the answer the windows come from was read. */
+  observedAt?: string
+  /** The share of the window with the least of it left. */
+  share?: QuotaShare
   /** Set while calls are refused: until when, and why. */
   blocked?: { until: string, reason: 'reserve' | 'rate_limited' }
 }
@@ -39,6 +52,11 @@ function numbers (value: string | string[] | undefined): number[] {
   const text = Array.isArray(value) ? value.join(',') : value
   if (text === undefined || text.trim() === '') return []
   return text.split(',').map(entry => entry.trim() === '' ? Number.NaN : Number(entry))
+}
+
+/** Calls of a window kept for the rest of the platform. */
+export function reserveFloor (limit: number, reserve: number): number {
+  return Math.ceil(limit * reserve)
 }
 
 const usable = (value: number | undefined): value is number => value !== undefined && Number.isFinite(value) && value >= 0
@@ -75,6 +93,7 @@ export class QuotaTracker {
   #windows: QuotaWindow[] = []
   /** Each window's size as last told, or the most seen left in it: for headers that do not tell it. */
   readonly #knownLimits: number[] = []
+  #observedAt = 0
   #blockedUntil = 0
   #blockReason: 'reserve' | 'rate_limited' = 'reserve'
 
@@ -102,14 +121,17 @@ export class QuotaTracker {
     const now = this.#clock.now()
     const windows = parseRateLimitHeaders(headers, this.#knownLimits)
     for (const w of windows) this.#knownLimits[w.index] = w.limit
-    if (windows.length > 0) this.#windows = windows
+    if (windows.length > 0) {
+      this.#windows = windows
+      this.#observedAt = now
+    }
     if (status === 429) {
       const exhausted = windows.filter(w => w.remaining <= 0 && w.resetAt > now)
       const until = exhausted.length > 0 ? Math.max(...exhausted.map(w => w.resetAt)) : now + DEFAULT_429_BLOCK_MS
       this.#block(until, 'rate_limited', now)
       return
     }
-    const atReserve = windows.filter(w => w.resetAt > now && w.remaining <= Math.ceil(w.limit * this.#reserve))
+    const atReserve = windows.filter(w => w.resetAt > now && w.remaining <= reserveFloor(w.limit, this.#reserve))
     if (atReserve.length > 0) this.#block(Math.max(...atReserve.map(w => w.resetAt)), 'reserve', now)
   }
 
@@ -128,9 +150,23 @@ export class QuotaTracker {
 
   snapshot (): QuotaSnapshot {
     const now = this.#clock.now()
-    const snapshot: QuotaSnapshot = { reserve: this.#reserve, windows: this.#windows.filter(w => w.resetAt > now) }
+    const windows = this.#windows.filter(w => w.resetAt > now)
+    const snapshot: QuotaSnapshot = { reserve: this.#reserve, windows }
+    if (windows.length > 0) {
+      snapshot.observedAt = new Date(this.#observedAt).toISOString()
+      snapshot.share = this.#tightestShare(windows)
+    }
     if (now < this.#blockedUntil) snapshot.blocked = { until: new Date(this.#blockedUntil).toISOString(), reason: this.#blockReason }
     return snapshot
+  }
+
+  #tightestShare (windows: QuotaWindow[]): QuotaShare {
+    const shares = windows.map(w => {
+      const size = w.limit - reserveFloor(w.limit, this.#reserve)
+      return { window: w.index, size, spent: Math.min(size, w.made), resetAt: new Date(w.resetAt).toISOString() }
+    })
+    const leftRatio = (s: QuotaShare): number => s.size <= 0 ? 0 : (s.size - s.spent) / s.size
+    return shares.reduce((tightest, s) => leftRatio(s) < leftRatio(tightest) ? s : tightest)
   }
 
   #block (requested: number, reason: 'reserve' | 'rate_limited', now: number): void {

@@ -23,6 +23,8 @@ export interface CallOptions {
   /** The browser request's overall deadline: no retry starts that cannot finish before it. */
   deadline: Deadline
   log: FastifyBaseLogger
+  /** Runs before a token is minted, not when a held one is handed again; it may refuse (the fair quota). */
+  beforeMint?: () => Promise<void>
 }
 
 /** What the resilience policy did, for metrics (the client logs it too). */

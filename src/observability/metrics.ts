@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { BearerEvent, CallEvent, CircuitState, EmbeddedKind, Mangopay, MangopayEndpoint, MangopayObserver } from '../mangopay/index.js'
+import type { BudgetRefusal } from '../limits/index.js'
+import { reserveFloor, type BearerEvent, type CallEvent, type CircuitState, type EmbeddedKind, type Mangopay, type MangopayEndpoint, type MangopayObserver } from '../mangopay/index.js'
 import { commonHeaders, problemBody } from '../http/index.js'
 
 /**
@@ -36,6 +37,7 @@ export class BrokerMetrics implements MangopayObserver {
   readonly bearerInvalidations: Counter
   readonly circuitTransitions: Counter<'to'>
   readonly circuitRejections: Counter<'endpoint'>
+  readonly budgetRefusals: Counter<'reason'>
   #sources: MetricsSources | undefined
   /** Where the separate METRICS_PORT listener ended up (port 0 picks one). */
   listeningOn: AddressInfo | undefined
@@ -53,6 +55,8 @@ export class BrokerMetrics implements MangopayObserver {
     this.bearerInvalidations = new Counter({ name: 'broker_mangopay_bearer_invalidations_total', help: 'Bearers dropped after Mangopay answered 401', registers })
     this.circuitTransitions = new Counter({ name: 'broker_mangopay_circuit_transitions_total', help: 'Circuit breaker state changes, by new state', labelNames: ['to'], registers })
     this.circuitRejections = new Counter({ name: 'broker_mangopay_circuit_rejections_total', help: 'Mangopay calls refused by the open circuit', labelNames: ['endpoint'], registers })
+    this.budgetRefusals = new Counter({ name: 'broker_token_budget_refusals_total', help: 'Token mints refused by the fair quota: user_budget, session_budget, first_tokens_first or reserve', labelNames: ['reason'], registers })
+    for (const reason of ['user_budget', 'session_budget', 'first_tokens_first', 'reserve'] satisfies BudgetRefusal[]) this.budgetRefusals.inc({ reason }, 0)
 
     const sources = (): MetricsSources | undefined => this.#sources
     // eslint-disable-next-line no-new -- registered with the registry; read at scrape time
@@ -89,6 +93,29 @@ export class BrokerMetrics implements MangopayObserver {
     })
     // eslint-disable-next-line no-new
     new Gauge({
+      name: 'broker_mangopay_quota_spent',
+      help: 'Calls spent in each Mangopay rate-limit window so far, the whole Client ID\'s (X-RateLimit)',
+      labelNames: ['window'],
+      registers,
+      collect () {
+        this.reset()
+        for (const w of sources()?.quota().windows ?? []) this.set({ window: String(w.index) }, w.made)
+      }
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'broker_mangopay_quota_share',
+      help: 'The broker\'s share of each Mangopay rate-limit window: its size less MANGOPAY_QUOTA_RESERVE',
+      labelNames: ['window'],
+      registers,
+      collect () {
+        this.reset()
+        const snapshot = sources()?.quota()
+        for (const w of snapshot?.windows ?? []) this.set({ window: String(w.index) }, w.limit - reserveFloor(w.limit, snapshot?.reserve ?? 0))
+      }
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
       name: 'broker_mangopay_quota_paused',
       help: '1 while the quota guard refuses calls (reserve reached or 429), else 0',
       registers,
@@ -113,6 +140,10 @@ export class BrokerMetrics implements MangopayObserver {
         if (at !== undefined) this.set(Math.floor(at / 1000))
       }
     })
+  }
+
+  budgetRefused (reason: BudgetRefusal): void {
+    this.budgetRefusals.inc({ reason })
   }
 
   response (endpoint: MangopayEndpoint, status: number, durationMs: number): void {

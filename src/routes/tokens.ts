@@ -9,6 +9,7 @@ import { BrokerError } from '../errors.js'
 import { withDeadline } from '../upstream/index.js'
 import { auditTokenIssued, isoFormatter } from '../fast-paths/index.js'
 import type { Lifecycle } from '../lifecycle.js'
+import type { TokenBudgets } from '../limits/index.js'
 import type { TokenAnswer, TokenRequest } from '../wire.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
@@ -58,6 +59,8 @@ export interface TokenRoutesOptions {
   clock: Clock
   /** The per-Mangopay-user limit (limits/); runs after authorization, before any Mangopay call. */
   rateLimit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+  /** The fair quota (limits/): charged only when a token is minted, not when one is handed again. */
+  budgets: TokenBudgets
   /** The public part of the Mangopay settings: never the API key. */
   settings: { clientId: string, environment: 'sandbox' | 'production', timeoutMs: number }
 }
@@ -68,7 +71,7 @@ export function tokenFingerprint (token: string): string {
 }
 
 export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
-  const { mangopay, lifecycle, authenticator, allowedOrigins, clock, settings, rateLimit } = options
+  const { mangopay, lifecycle, authenticator, allowedOrigins, clock, settings, rateLimit, budgets } = options
   const environment = settings.environment === 'production' ? 'PRODUCTION' : 'SANDBOX'
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
   const toIso = isoFormatter()
@@ -107,7 +110,8 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     // SPEC §4: MANGOPAY_TIMEOUT_MS is the whole request's deadline, counted from its arrival:
     // authentication (a forward-mode session call, a key-set fetch) has already spent some of it.
     const budgetMs = Math.max(1, settings.timeoutMs - reply.elapsedTime)
-    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log }))
+    const beforeMint = (): Promise<void> => budgets.admit({ userId, session }, request.log)
+    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
       event: 'embedded_token_issued',
