@@ -3,6 +3,9 @@ import { Type, type Static } from 'typebox'
 /** Every variable the broker reads, with its type, bounds and default; SPEC §6 names the public ones. */
 
 const Port = (def?: number) => Type.Integer({ minimum: 0, maximum: 65535, ...(def === undefined ? {} : { default: def }) })
+/** A limit's count, and the window it is counted over. */
+const Count = (def: number) => Type.Integer({ minimum: 1, maximum: 1_000_000, default: def })
+const Window = (def: number) => Type.Integer({ minimum: 1000, maximum: 86_400_000, default: def })
 const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
 
 export const EnvSchema = Type.Object({
@@ -49,14 +52,14 @@ export const EnvSchema = Type.Object({
   DEV_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
 
   CORS_ORIGINS: Type.String({ default: '' }),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10 }),
-  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
-  TOKEN_BUDGET_PER_USER: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 6 }),
-  TOKEN_BUDGET_PER_SESSION: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 12 }),
-  TOKEN_BUDGET_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 900_000 }),
+  RATE_LIMIT_MAX: Count(10),
+  RATE_LIMIT_WINDOW_MS: Window(60_000),
+  TOKEN_BUDGET_PER_USER: Count(6),
+  TOKEN_BUDGET_PER_SESSION: Count(12),
+  TOKEN_BUDGET_WINDOW_MS: Window(900_000),
   TOKEN_BUDGET_FIRST_TOKEN_SHARE: Type.Number({ minimum: 0, maximum: 1, default: 0.25 }),
-  AUTH_FAILURE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
-  AUTH_FAILURE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+  AUTH_FAILURE_LIMIT_MAX: Count(20),
+  AUTH_FAILURE_LIMIT_WINDOW_MS: Window(60_000),
 
   REDIS_URL: Type.Optional(Text()),
   REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
