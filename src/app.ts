@@ -76,7 +76,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     limits: config.rateLimit,
     clock,
     redis,
-    quota: () => mangopay.quota(),
+    quota: () => mangopay.quotaWindows(),
     quotaScope: sharedStateScope(config.mangopay.clientId, config.mangopay.baseUrl),
     onBudgetRefusal: reason => metrics.budgetRefused(reason)
   })

@@ -74,10 +74,10 @@ t.test('the share: repeat users wait while it is low, first tokens go until the 
 })
 
 t.test('shareView: calls left above the reserve, and the part of the share kept for first tokens', async t => {
-  const snapshot = { reserve: 0.2, observedAt: new Date(NOW).toISOString(), windows: [{ index: 0, made: 1830, remaining: 470, limit: 2300, resetAt: RESET }] }
+  const snapshot = { reserve: 0.2, observedAt: NOW, windows: [{ index: 0, made: 1830, remaining: 470, limit: 2300, resetAt: RESET }] }
   t.same(shareView(snapshot, 0.25), { observedAt: NOW, windows: [{ left: 10, kept: 460, resetAt: RESET }] })
   t.same(shareView(snapshot, 0)?.windows[0]?.kept, 0, 'nothing kept: first tokens have no precedence')
-  t.equal(shareView({ reserve: 0.2, windows: [] }, 0.25), undefined, 'no answer read yet')
+  t.equal(shareView({ reserve: 0.2, observedAt: undefined, windows: [] }, 0.25), undefined, 'no answer read yet')
 })
 
 t.test('sessionKey: the verified subject, hashed; sessions without one told apart by their users', async t => {

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import type { QuotaSnapshot } from '../mangopay/index.js'
+import type { QuotaWindows } from '../mangopay/index.js'
 import type { BudgetRefusal } from './budget-store.js'
 import { createFailedAuthLimit, type FailedAuthLimit, type RateLimitCounter } from './failed-auth.js'
 import { MemoryRateLimitStore, RedisRateLimitStore, type RateLimitStore } from './store.js'
@@ -43,7 +43,7 @@ export interface RateLimitOptions {
   clock: Clock
   redis?: Redis
   /** The Mangopay room's quota view and its scope, for the fair quota. */
-  quota: () => QuotaSnapshot
+  quota: () => QuotaWindows
   quotaScope: string
   onBudgetRefusal?: (reason: BudgetRefusal) => void
 }

@@ -5,7 +5,7 @@ import type { Session } from '../auth/index.js'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import { reserveFloor, type QuotaSnapshot } from '../mangopay/index.js'
+import { reserveFloor, type QuotaWindows } from '../mangopay/index.js'
 import { MemoryBudgetStore, type BudgetRefusal, type BudgetStore, type ShareView } from './budget-store.js'
 import { RedisBudgetStore } from './budget-store-redis.js'
 
@@ -35,18 +35,18 @@ export interface TokenBudgetOptions {
   budget: Config['rateLimit']['budget']
   clock: Clock
   redis?: Redis | undefined
-  /** The Mangopay room's quota view (`mangopay.quota()`). */
-  quota: () => QuotaSnapshot
+  /** The Mangopay room's quota windows (`mangopay.quotaWindows()`). */
+  quota: () => QuotaWindows
   /** Mangopay's quota is per Client ID and environment: the shared view is kept per scope. */
   quotaScope: string
   onRefusal?: (reason: BudgetRefusal) => void
 }
 
 /** Each window's calls left above the reserve, and the part of its share kept for first tokens. */
-export function shareView (snapshot: QuotaSnapshot, firstTokenShare: number): ShareView | undefined {
+export function shareView (snapshot: QuotaWindows, firstTokenShare: number): ShareView | undefined {
   if (snapshot.observedAt === undefined || snapshot.windows.length === 0) return undefined
   return {
-    observedAt: Date.parse(snapshot.observedAt),
+    observedAt: snapshot.observedAt,
     windows: snapshot.windows.map(w => {
       const floor = reserveFloor(w.limit, snapshot.reserve)
       return { left: w.remaining - floor, kept: Math.ceil((w.limit - floor) * firstTokenShare), resetAt: w.resetAt }

@@ -10,7 +10,7 @@ import { MangopayCaller } from './caller.js'
 import type { CircuitState } from './circuit-breaker.js'
 import { EmbeddedTokens } from './embedded.js'
 import { OAuthClient } from './oauth.js'
-import { QuotaTracker, type QuotaSnapshot } from './quota.js'
+import { QuotaTracker, type QuotaSnapshot, type QuotaWindows } from './quota.js'
 import { createSecretsReloader, type SecretsReloadResult } from './secrets-reload.js'
 import { RedisSharedBearers, sharedStateScope } from './shared-bearer.js'
 import { SharedQuotaView } from './shared-quota.js'
@@ -22,7 +22,7 @@ import type { CallOptions, EmbeddedKind, EmbeddedToken, MangopayObserver } from 
 export type { CallEvent, CallOptions, EmbeddedKind, EmbeddedToken, MangopayEndpoint, MangopayObserver } from './types.js'
 export type { Bearer, BearerEvent } from './bearer-store.js'
 export type { CircuitState } from './circuit-breaker.js'
-export { reserveFloor, type QuotaShare, type QuotaSnapshot, type QuotaWindow } from './quota.js'
+export { reserveFloor, type QuotaShare, type QuotaSnapshot, type QuotaWindow, type QuotaWindows } from './quota.js'
 export { sharedStateScope } from './shared-bearer.js'
 export type { SecretsReloadResult } from './secrets-reload.js'
 
@@ -60,6 +60,8 @@ export interface Mangopay {
   reloadSecrets (): Promise<SecretsReloadResult>
   circuitState (): CircuitState
   quota (): QuotaSnapshot
+  /** The same windows, raw: cheap enough for every mint (the fair quota). */
+  quotaWindows (): QuotaWindows
   /** The usable bearer held now, if any (tests, diagnostics); never logged. */
   heldBearer (): Bearer | undefined
   /** When the mTLS client certificate expires (epoch ms), if one is configured. */
@@ -145,6 +147,7 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
     reloadSecrets,
     circuitState: () => caller.circuit.state,
     quota: () => quota.snapshot(),
+    quotaWindows: () => quota.windows(),
     heldBearer: () => bearers.peek(),
     certificateExpiresAt: () => certificateExpiresAt(connector?.material),
     async close () {

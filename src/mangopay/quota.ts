@@ -26,6 +26,14 @@ export interface QuotaShare {
   resetAt: string
 }
 
+/** The windows as read, unfiltered and without formatting: for a decision on every mint. */
+export interface QuotaWindows {
+  reserve: number
+  /** When the answer the windows come from was read (epoch ms); undefined before any. */
+  observedAt: number | undefined
+  windows: readonly QuotaWindow[]
+}
+
 export interface QuotaSnapshot {
   reserve: number
   windows: QuotaWindow[]
@@ -146,6 +154,10 @@ export class QuotaTracker {
     this.#blockedUntil = until
     this.#blockReason = reason
     return true
+  }
+
+  windows (): QuotaWindows {
+    return { reserve: this.#reserve, observedAt: this.#windows.length > 0 ? this.#observedAt : undefined, windows: this.#windows }
   }
 
   snapshot (): QuotaSnapshot {
