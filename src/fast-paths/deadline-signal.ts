@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 
 // Speed: undici takes an EventEmitter as `signal`; an AbortController with its timer and
-// listeners cost about 7 % of a token request's CPU. See docs/benchmark.md#fast-paths.
+// listeners cost about 4 % of a token request's CPU. See docs/benchmark.md#fast-paths.
 
 /**
  * A request's overall deadline for its calls out: aborts by itself when time is up (reason: a
