@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, shutdownGraceMs, type Config } from './config/index.js'
-import { createLogger } from './observability/logging.js'
+import { createLogger, effectiveSettings } from './observability/index.js'
 
 // The thin edge: the only module that reads process.env, listens, handles signals and exits.
 async function main (): Promise<void> {
@@ -31,13 +31,12 @@ async function main (): Promise<void> {
 
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading secrets from their files')
-    app.mangopay.reloadSecrets().then(
-      result => logger.info({ reload: result }, 'secrets reloaded'),
-      (err: unknown) => logger.error({ err }, 'reloading secrets failed')
-    )
+    // The reload logs its own outcome.
+    app.mangopay.reloadSecrets().catch((err: unknown) => { logger.error({ err }, 'reloading secrets failed') })
   })
 
   await app.listen({ host: config.server.host, port: config.server.port })
+  logger.info({ settings: { ...effectiveSettings(config), addresses: app.addresses().map(a => typeof a === 'string' ? a : `${a.address}:${a.port}`) } }, 'broker started')
   // So the first browser request does not wait for a bearer; a failure is retried on the first need.
   app.mangopay.warmUp().catch(() => {})
 }

@@ -42,7 +42,7 @@ t.test('/readyz is 503 while OAuth fails, without calling Mangopay on every poll
 
   const failed = await app.inject({ method: 'GET', url: '/readyz' })
   const body = assertProblem(t, failed, 503, 'upstream_unavailable')
-  t.match(body.checks, { shutdown: false, bearer: 'unavailable' })
+  t.match(body.checks, { shutdown: false, bearer: 'credentials_refused' })
   t.ok(Number(failed.headers['retry-after']) >= 1, 'with Retry-After')
   t.notMatch(failed.body, /invalid_client|wrong/, 'no upstream body in the answer')
   const afterFirst = emulator.control.calls.oauth

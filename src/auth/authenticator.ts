@@ -10,7 +10,7 @@ import type { Authenticator, CredentialSource, JwtVerifier } from './types.js'
 // Not counted as a failed sign-in (limits/failed-auth.ts): any page could make its visitors send these and lock them out.
 export class MissingCredential extends BrokerError {
   constructor (detail: string) {
-    super('unauthenticated', detail)
+    super('unauthenticated', detail, { logFields: { auth: { reason: 'missing' } } })
   }
 }
 
@@ -33,7 +33,7 @@ function tokenFrom (request: FastifyRequest, cookieName: string | undefined): st
   }
   if (credential.source === 'cookie') return credential.raw
   const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(credential.raw)
-  if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".')
+  if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".', { logFields: { auth: { reason: 'malformed' } } })
   return match[1]
 }
 
@@ -47,7 +47,8 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
       const claims = await verify(tokenFrom(request, options.cookieName))
       return {
         subject: typeof claims.sub === 'string' ? claims.sub : 'unknown',
-        mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim])
+        mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim]),
+        userIdClaim: options.userIdClaim
       }
     }
   }

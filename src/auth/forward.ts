@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
-import { createPool, readBounded, withDeadline, type Deadline } from '../upstream/index.js'
+import { createPool, FailureCauseLog, hostPort, readBounded, rootCode, withDeadline, type Deadline } from '../upstream/index.js'
 import { MissingCredential } from './authenticator.js'
 import { mangopayUserIdsFromClaim } from './session.js'
 import type { Authenticator, CredentialSource, Session } from './types.js'
@@ -21,6 +21,7 @@ export interface ForwardAuthOptions {
   clock: Clock
   dispatcher?: Dispatcher
   cacheMaxEntries?: number
+  log?: FastifyBaseLogger | undefined
 }
 
 /** Readiness trusts an answer of the session endpoint this recent, and asks it otherwise. */
@@ -86,11 +87,13 @@ export class ForwardAuthenticator implements Authenticator {
   readonly #answers: LRUCache<string, Answer, Credentials>
   readonly #cacheAnswers: boolean
   readonly #clock: Clock
+  readonly #causes: FailureCauseLog
   #answeredAt = -Infinity
 
   constructor (options: ForwardAuthOptions) {
     this.#clock = options.clock
     this.#url = new URL(options.url)
+    this.#causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The session endpoint (AUTH_FORWARD_URL)', log: options.log })
     this.#timeoutMs = options.timeoutMs
     this.#userIdClaim = options.userIdClaim
     this.#ownsDispatcher = options.dispatcher === undefined
@@ -117,7 +120,7 @@ export class ForwardAuthenticator implements Authenticator {
     if (sourceOf(credentials) === undefined) throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
     const answer = await this.#lookup(credentials)
     if (!answer.ok) throw unauthenticated({ status: answer.status })
-    return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds }
+    return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds, userIdClaim: this.#userIdClaim }
   }
 
   /** SPEC §2: answered lately, or answers now without credentials (any status below 500 shows it is up). */
@@ -167,11 +170,18 @@ export class ForwardAuthenticator implements Authenticator {
         signal: deadline
       })
     } catch (err) {
-      throw unavailable(err, { network: (err as { code?: string }).code ?? (err as Error).name })
+      const network = deadline.timedOut ? 'timeout' : rootCode(err)
+      this.#causes.failed({ code: network, host: hostPort(this.#url) })
+      throw unavailable(err, { network })
     }
 
     const status = response.statusCode
-    if (status < 500) this.#answeredAt = this.#clock.now()
+    if (status < 500) {
+      this.#answeredAt = this.#clock.now()
+      this.#causes.recovered()
+    } else {
+      this.#causes.failed({ status, host: hostPort(this.#url) })
+    }
     if (status < 200 || status >= 300) {
       await response.body.dump({ limit: MAX_ANSWER_BYTES }).catch(() => {})
       if (status >= 500) throw unavailable(undefined, { status })

@@ -40,7 +40,7 @@ export function createAuth (config: AuthConfig, deps: { clock: Clock, log: Fasti
     }
   }
   if (config.mode === 'forward' && config.forward !== undefined) {
-    const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, clock })
+    const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, clock, log })
     // Forward mode passes the raw Cookie header on untouched.
     return { authenticator: forward, parsesCookies: config.cookieName !== undefined, close: async () => await forward.close() }
   }

@@ -1,6 +1,7 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, type JSONWebKeySet, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, jwksCache, type JSONWebKeySet, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
 import type { FastifyBaseLogger } from 'fastify'
 import { JWKS_FETCH_TIMEOUT_MS } from '../config/index.js'
+import { FailureCauseLog, hostPort, rootCode, type FailureCause } from '../upstream/index.js'
 import type { KeysVersion } from './types.js'
 
 /** The identity provider's key set could not be fetched (down, an error status, not a key set). */
@@ -29,6 +30,11 @@ class FetchedKeySet {
   #jwks: JSONWebKeySet | undefined = undefined
   #text: string | undefined = undefined
   #keys: JWTVerifyGetKey | undefined = undefined
+  readonly #onFetched: () => void
+
+  constructor (onFetched: () => void) {
+    this.#onFetched = onFetched
+  }
 
   get jwks (): JSONWebKeySet | undefined {
     return this.#jwks
@@ -42,6 +48,7 @@ class FetchedKeySet {
     }
     this.#jwks = jwks
     this.#keys = undefined
+    this.#onFetched()
   }
 
   keys (): JWTVerifyGetKey | undefined {
@@ -51,9 +58,19 @@ class FetchedKeySet {
 }
 
 export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): RemoteKeySet {
-  const fetched = new FetchedKeySet()
+  const host = hostPort(url)
+  const causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The identity provider\'s key set (AUTH_JWKS_URL)', log })
+  const fetched = new FetchedKeySet(() => { causes.recovered() })
+  // jose's error for a non-200 answer does not carry its status: kept here for the log line.
+  let answeredStatus: number | undefined
+  const fetchKeySet: typeof fetch = async (input, init) => {
+    answeredStatus = undefined
+    const response = await fetch(input, init)
+    answeredStatus = response.status
+    return response
+  }
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
-  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput })
+  const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput, [customFetch]: fetchKeySet })
   let failedAt = -Infinity
   const recentlyFailed = (): boolean => joseNow() - failedAt < KEY_SET_RETRY_MS
 
@@ -64,13 +81,17 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
 
   function fetchFailed (err: unknown): JWTVerifyGetKey | undefined {
     const keys = lastKnownKeys()
-    // Once per outage: the first failure after a success (or after a cold start).
-    if (failedAt < (fetched.uat ?? 0)) {
-      const fetchedAt = fetched.uat === undefined ? undefined : new Date(fetched.uat).toISOString()
-      log?.warn({ auth: { jwks: 'unavailable', cause: (err as Error).message, lastFetchedAt: fetchedAt } }, keys === undefined
+    const cause: FailureCause = answeredStatus !== undefined && answeredStatus !== 200
+      ? { status: answeredStatus, host }
+      : { code: err instanceof joseErrors.JWKSTimeout ? 'timeout' : rootCode(err), host }
+    const fetchedAt = fetched.uat === undefined ? undefined : new Date(fetched.uat).toISOString()
+    causes.failed(cause, {
+      level: 'warn',
+      fields: { auth: { jwks: 'unavailable', lastFetchedAt: fetchedAt } },
+      message: keys === undefined
         ? 'The identity provider\'s key set cannot be fetched; sign-ins fail until it can'
-        : 'The identity provider\'s key set cannot be fetched; verifying with the last one fetched meanwhile')
-    }
+        : 'The identity provider\'s key set cannot be fetched; verifying with the last one fetched meanwhile'
+    })
     failedAt = joseNow()
     return keys
   }

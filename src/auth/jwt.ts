@@ -13,8 +13,20 @@ export { KEY_SET_RETRY_MS, STALE_KEY_SET_MAX_MS } from './jwks.js'
 const MAX_JWT_LENGTH = 8192
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
+/** Which check failed, for the 401's log line only: the answer says no more than `unauthenticated`. */
+export interface FailedCheck { reason: 'malformed' | 'expired' | 'claim' | 'unknown_key' | 'signature' | 'algorithm', claim?: string, check?: string }
+
+function failedCheck (err: unknown): FailedCheck {
+  if (err instanceof joseErrors.JWTExpired) return { reason: 'expired', claim: 'exp' }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return { reason: 'claim', claim: err.claim, check: err.reason }
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return { reason: 'unknown_key' }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return { reason: 'signature' }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return { reason: 'algorithm' }
+  return { reason: 'malformed' }
+}
+
 function unauthenticated (detail: string, cause?: unknown): BrokerError {
-  return new BrokerError('unauthenticated', detail, { cause, logFields: { auth: { reason: (cause as Error | undefined)?.constructor?.name ?? detail } } })
+  return new BrokerError('unauthenticated', detail, { cause, logFields: { auth: failedCheck(cause) } })
 }
 
 interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: () => Promise<boolean>, keysVersion?: KeysVersion }

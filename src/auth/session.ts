@@ -15,7 +15,9 @@ export function mangopayUserIdsFromClaim (value: unknown): string[] {
 export function selectMangopayUser (session: Session, requested: string | undefined): string {
   const ids = session.mangopayUserIds
   if (ids.length === 0) {
-    throw new BrokerError('no_mangopay_user', 'Your session is valid but is not linked to any Mangopay user.')
+    throw new BrokerError('no_mangopay_user', 'Your session is valid but is not linked to any Mangopay user.', {
+      logFields: { auth: { reason: 'claim', claim: session.userIdClaim ?? 'unknown', check: 'missing' } }
+    })
   }
   if (requested === undefined) {
     if (ids.length === 1) return ids[0] as string

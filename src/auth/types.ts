@@ -7,6 +7,8 @@ export interface Session {
   subject: string
   /** The Mangopay users this session may get tokens for (SPEC §3.2). */
   mangopayUserIds: string[]
+  /** The claim (jwt) or field (forward) the ids came from: a 403 for a session without any names it. */
+  userIdClaim?: string
 }
 
 /** Where a request's credential is: a cookie credential is subject to the CSRF rules (SPEC §3.4). */

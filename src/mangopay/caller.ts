@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import type { CircuitSettings } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import type { Deadline } from '../upstream/index.js'
+import { FailureCauseLog, hostPort, type Deadline } from '../upstream/index.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from './circuit-breaker.js'
 import type { QuotaTracker } from './quota.js'
 import { MIN_ATTEMPT_MS, RetryBudget, RetryPolicy } from './retry.js'
@@ -38,10 +38,15 @@ export class MangopayCaller {
   readonly #retry: RetryPolicy
   readonly #logger: FastifyBaseLogger
   readonly #observer: MangopayObserver
+  readonly #host: string
+  /** Why Mangopay fails, logged once per change; an opening circuit names the last cause. */
+  readonly #causes: FailureCauseLog
 
   constructor (options: CallerOptions) {
     this.#pool = options.pool
     this.#basePath = new URL(options.baseUrl).pathname.replace(/\/+$/, '')
+    this.#host = hostPort(options.baseUrl)
+    this.#causes = new FailureCauseLog({ upstream: 'mangopay', label: 'Mangopay', log: options.logger })
     this.#timeoutMs = options.timeoutMs
     this.#quota = options.quota
     this.#logger = options.logger
@@ -98,11 +103,14 @@ export class MangopayCaller {
       // A timeout counts against Mangopay only when the attempt had at least half of
       // MANGOPAY_TIMEOUT_MS: one cut short by the caller's budget says nothing of its health.
       const failure = transport && (err.code !== 'upstream_timeout' || budgetMs >= this.#timeoutMs / 2)
+      // Noted first: settling may open the circuit, whose line names this cause.
+      if (failure) this.#causes.failed({ code: err.code === 'upstream_timeout' && !err.transportCode.startsWith('UND_ERR_') ? 'timeout' : err.transportCode, host: this.#host })
       permit.settle(failure ? 'failure' : 'ignored')
       if (transport) this.#observer.call({ type: 'failed', endpoint, failure: err.code === 'upstream_timeout' ? 'timeout' : 'network', durationMs: performance.now() - started })
       throw err
     }
     // Any answer but a 5xx shows Mangopay is up (a 4xx is about the request, a 429 about the quota).
+    this.#noteAnswer(endpoint, response.status)
     permit.settle(response.status >= 500 ? 'failure' : 'success')
     this.#observer.response(endpoint, response.status, performance.now() - started)
     this.#quota.observe(response.status, response.headers)
@@ -112,6 +120,13 @@ export class MangopayCaller {
       this.#quota.assertCallAllowed()
     }
     return response
+  }
+
+  // A 5xx, or OAuth refusing the credentials, is a cause to fix; any other answer shows Mangopay is back.
+  #noteAnswer (endpoint: MangopayEndpoint, status: number): void {
+    const refused = endpoint === 'oauth' && (status === 400 || status === 401 || status === 403)
+    if (status >= 500 || refused) this.#causes.failed({ status, host: this.#host })
+    else this.#causes.recovered()
   }
 
   #admit (endpoint: MangopayEndpoint): CircuitPermit {
@@ -129,7 +144,8 @@ export class MangopayCaller {
   }
 
   #logCircuitTransition (transition: CircuitTransition, cooldownMs: number): void {
-    const circuit = { ...transition, cooldownMs }
+    const lastCause = this.#causes.last
+    const circuit = { ...transition, cooldownMs, ...(transition.to === 'open' && lastCause !== undefined ? { lastCause } : {}) }
     if (transition.to === 'open') this.#logger.error({ circuit }, 'Mangopay circuit opened: token requests fail fast until a probe succeeds')
     else if (transition.to === 'half_open') this.#logger.warn({ circuit }, 'Mangopay circuit half-open: the next call probes Mangopay')
     else this.#logger.info({ circuit }, 'Mangopay circuit closed: calls flow again')

@@ -45,7 +45,8 @@ export type MangopayReadiness =
 
 export interface MangopayChecks {
   circuit: CircuitState
-  bearer: 'held' | 'obtained' | 'unavailable' | 'skipped'
+  /** `credentials_refused`: Mangopay's OAuth endpoint refused MANGOPAY_CLIENT_ID and the API key. */
+  bearer: 'held' | 'obtained' | 'unavailable' | 'credentials_refused' | 'skipped'
   quota: QuotaSnapshot
 }
 
@@ -121,7 +122,7 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
     }
   })
 
-  let bearerFailedAt = -Infinity
+  let bearerFailure: { at: number, readiness: MangopayReadiness } | undefined
   async function readiness (): Promise<MangopayReadiness> {
     const checks = (bearer: MangopayChecks['bearer']): MangopayChecks => ({ circuit: caller.circuit.state, bearer, quota: quota.snapshot() })
     // An open circuit turns half-open by itself after the cool-down, so readiness comes back and traffic can probe.
@@ -129,14 +130,17 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
       return { ready: false, detail: 'Mangopay is failing; the circuit is open.', retryAfterS: caller.circuit.retryAfterMs() / 1000, checks: checks(bearers.peek() === undefined ? 'skipped' : 'held') }
     }
     if (bearers.peek() !== undefined) return { ready: true, checks: checks('held') }
-    const unavailable: MangopayReadiness = { ready: false, detail: 'No Mangopay bearer could be obtained.', retryAfterS: 5, checks: checks('unavailable') }
-    if (clock.now() - bearerFailedAt < READINESS_RETRY_MS) return unavailable
+    if (bearerFailure !== undefined && clock.now() - bearerFailure.at < READINESS_RETRY_MS) return { ...bearerFailure.readiness, checks: checks(bearerFailure.readiness.checks.bearer) }
     try {
       await withDeadline(Math.min(config.timeoutMs, READINESS_BEARER_WAIT_MS), deadline => withinDeadline(bearers.refresh(), deadline, upstreamTimeout))
       return { ready: true, checks: checks('obtained') }
-    } catch {
-      bearerFailedAt = clock.now()
-      return { ...unavailable, checks: checks('unavailable') }
+    } catch (err) {
+      const refused = (err as BrokerError | null)?.code === 'upstream_auth_failed'
+      const readiness: MangopayReadiness = refused
+        ? { ready: false, detail: 'Mangopay refused the broker\'s credentials: check MANGOPAY_CLIENT_ID and the API key.', retryAfterS: 5, checks: checks('credentials_refused') }
+        : { ready: false, detail: 'No Mangopay bearer could be obtained.', retryAfterS: 5, checks: checks('unavailable') }
+      bearerFailure = { at: clock.now(), readiness }
+      return readiness
     }
   }
 

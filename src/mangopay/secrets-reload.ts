@@ -22,6 +22,15 @@ export interface SecretsReloaderOptions {
   logger: FastifyBaseLogger
 }
 
+export type SecretsReloadOutcome = 'reloaded' | 'unchanged' | 'failed'
+
+/** The SIGHUP line's verdict: any part refused or unreadable is a failure, else whether anything changed. */
+export function reloadOutcome (result: SecretsReloadResult): SecretsReloadOutcome {
+  if (result.apiKey === 'unreadable' || result.apiKey === 'refused' || result.tls === 'invalid') return 'failed'
+  if (result.apiKey === 'rotated' || result.apiKey === 'unverified' || result.tls === 'reloaded') return 'reloaded'
+  return 'unchanged'
+}
+
 /** Enough to tell whether a secret changed, without keeping a second copy of it. */
 function fingerprint (...parts: Array<string | undefined>): string {
   const hash = createHash('sha256')
@@ -98,6 +107,9 @@ export function createSecretsReloader (options: SecretsReloaderOptions): () => P
     const run = async (): Promise<SecretsReloadResult> => {
       const tls = reloadTls()
       const apiKey = await reloadApiKey()
+      const outcome = reloadOutcome({ apiKey, tls })
+      // Not `apiKey`: the censor blanks any field of that name.
+      logger[outcome === 'failed' ? 'warn' : 'info']({ reload: { outcome, mangopayKey: apiKey, tls } }, `secrets reload: ${outcome}`)
       return { apiKey, tls }
     }
     const result = queue.then(run, run)

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { BrokerError } from '../errors.js'
-import { readBounded, type Deadline } from '../upstream/index.js'
+import { readBounded, rootCode, type Deadline } from '../upstream/index.js'
 import type { MangopayEndpoint } from './types.js'
 
 // One exchange with Mangopay: redirects not followed (undici's `request`), the body always consumed and bounded.
@@ -40,10 +40,9 @@ export class TransportError extends BrokerError {
 }
 
 function networkError (endpoint: MangopayEndpoint, err: unknown, deadline: Deadline): BrokerError {
-  const code = (err as { code?: string }).code
-  const network = code ?? (err as Error).name
+  const network = rootCode(err)
   const logFields = { mangopay: { endpoint, network } }
-  if (deadline.timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) {
+  if (deadline.timedOut || TIMEOUT_CODES.has(network)) {
     return new TransportError('upstream_timeout', TIMED_OUT, network, { cause: err, logFields })
   }
   return new TransportError('upstream_unavailable', 'Mangopay cannot be reached right now; try again shortly.', network, { cause: err, logFields, retryAfterS: 5 })
