@@ -45,7 +45,7 @@ export function createAuth (config: AuthConfig, deps: { clock: Clock, log: Fasti
   }
   if (config.mode === 'forward' && config.forward !== undefined) {
     const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, cookieName: config.cookieName, clock })
-    // Forward mode passes the raw Cookie header on untouched.
+    // Forward mode reads the Cookie header itself (credential.ts), so it can tell a cookie sent twice.
     return { authenticator: forward, parsesCookies: config.cookieName !== undefined, close: async () => await forward.close() }
   }
   throw new Error(`AUTH_MODE=${config.mode} is not available`)
