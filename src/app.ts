@@ -84,7 +84,11 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(tokenRoutes, {
     mangopay,
     lifecycle,
-    authenticator: limitFailedAuthentications(auth.authenticator, limits.failedAuth),
+    authenticator: limitFailedAuthentications(auth.authenticator, limits.failedAuth, {
+      clock,
+      paceMs: config.rateLimit.failedAuthWindowMs / config.rateLimit.failedAuthMax,
+      trustsProxy: config.server.trustProxy.length > 0
+    }),
     allowedOrigins: new Set(config.cors.origins),
     clock,
     rateLimit: limits.perUser,

@@ -80,6 +80,11 @@ t.test('every authentication failure is 401 unauthenticated, and Mangopay is nev
       const { exp: _exp, ...claims } = baseClaims()
       return bearer(await signRaw(claims, { alg: 'RS256' }, RSA_PRIVATE_KEY))
     }],
+    ['missing sub (the audit line needs a subject)', async () => {
+      const { sub: _sub, ...claims } = baseClaims()
+      return bearer(await signRaw(claims, { alg: 'RS256' }, RSA_PRIVATE_KEY))
+    }],
+    ['an empty sub', async () => bearer(await signRaw({ ...baseClaims(), sub: '' }, { alg: 'RS256' }, RSA_PRIVATE_KEY))],
     ['a 9 KB token (otherwise valid)', async () => bearer(await tokenFor(USER_A, { padding: 'x'.repeat(9 * 1024) }))]
   ]
 

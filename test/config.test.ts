@@ -221,6 +221,42 @@ t.test('AUTH_MODE=dev is refused with MANGOPAY_ENV=production', async t => {
   t.equal(loadConfig(env({ AUTH_MODE: 'dev' })).auth.mode, 'dev', 'dev in sandbox loads')
 })
 
+t.test('AUTH_MODE=dev is refused with NODE_ENV=production', async t => {
+  hasProblem(t, env({ AUTH_MODE: 'dev', NODE_ENV: 'production' }), /AUTH_MODE=dev is refused when NODE_ENV=production/, 'dev under NODE_ENV=production')
+  t.equal(loadConfig(env({ AUTH_MODE: 'dev', NODE_ENV: 'development' })).auth.mode, 'dev', 'dev under NODE_ENV=development loads')
+})
+
+t.test('REDIS_URL: redis:// only to a loopback host, unless REDIS_TRUSTED_NETWORK=true', async t => {
+  for (const url of ['redis://:hunter2-password@10.0.0.5:6379', 'redis://redis.internal:6379/0', 'redis://[2001:db8::5]:6379']) {
+    const problems = hasProblem(t, env({ REDIS_URL: url }), /^REDIS_URL must use rediss:\/\//, `${new URL(url).hostname} refused in clear`)
+    t.notOk(problems.join(' ').includes('hunter2'), 'the URL (and its password) is not quoted')
+    t.equal(loadConfig(env({ REDIS_URL: url, REDIS_TRUSTED_NETWORK: 'true' })).redis?.url, url, 'accepted on a network stated trusted')
+  }
+  for (const url of ['rediss://10.0.0.5:6380', 'redis://127.0.0.1:6379', 'redis://localhost:6379', 'redis://[::1]:6379']) {
+    t.equal(loadConfig(env({ REDIS_URL: url })).redis?.url, url, `${url} accepted`)
+  }
+  hasProblem(t, env({ REDIS_TRUSTED_NETWORK: 'yes' }), /REDIS_TRUSTED_NETWORK must be one of true, false/, 'a boolean spelled out')
+})
+
+t.test('the server refuses a clear-text REDIS_URL to another host: exit 1, naming REDIS_URL', async t => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...VALID, PORT: '0', REDIS_URL: 'redis://:hunter2-password@10.0.0.5:6379' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  // A server that accepted the URL says it listens instead of exiting: that is a failure, not a wait.
+  const outcome = await new Promise<number | null | 'listening'>(resolve => {
+    child.once('exit', code => resolve(code))
+    child.stdout.on('data', (chunk: Buffer) => { if (/listening/i.test(chunk.toString())) resolve('listening') })
+  })
+  t.equal(outcome, 1, 'exit code 1')
+  t.match(stderr, /REDIS_URL must use rediss:\/\//)
+  t.notMatch(stderr, /hunter2/, 'the password is printed nowhere')
+})
+
 t.test('the server process exits 1 with every problem in one message on stderr', async t => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: join(import.meta.dirname, '..'),

@@ -149,3 +149,16 @@ t.test('a forged session cookie is 401', async t => {
   assertProblem(t, await withCookie(app, RECIPIENTS, forged, { 'x-csrf': '1' }), 401, 'unauthenticated')
   t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
 })
+
+t.test('over HTTPS (a trusted proxy says so) the session cookie is Secure, when set and when cleared', async t => {
+  const { app } = await buildTestApp(t, { env: { AUTH_MODE: 'dev', CORS_ORIGINS: APP_ORIGIN, TRUST_PROXY: '127.0.0.1' } })
+  for (const [proto, secure] of [['https', true], ['http', false]] as const) {
+    const headers = { 'x-csrf': '1', origin: APP_ORIGIN, 'x-forwarded-proto': proto }
+    const login = await app.inject({ method: 'POST', url: '/v1/dev/login', headers, payload: { user: 'alice' } })
+    issuedJwts.push(login.cookies.find(c => c.name === DEV_COOKIE_NAME)?.value ?? '')
+    const logout = await app.inject({ method: 'POST', url: '/v1/dev/logout', headers })
+    for (const [name, res] of [['login', login], ['logout', logout]] as const) {
+      t.equal(/;\s*Secure/i.test(setCookieHeader(res)), secure, `${proto}: ${name} cookie ${secure ? 'is' : 'is not'} Secure`)
+    }
+  }
+})

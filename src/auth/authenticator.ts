@@ -2,37 +2,26 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Clock } from '../clock.js'
 import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
+import { AmbiguousCredential, credentialDigest, MissingCredential, presentedCredential } from './credential.js'
 import { createJwtVerifier } from './jwt.js'
 import { cacheVerifications } from './verify-cache.js'
 import { mangopayUserIdsFromClaim } from './session.js'
-import type { Authenticator, CredentialSource, JwtVerifier } from './types.js'
+import type { Authenticator, JwtVerifier } from './types.js'
 
-// Not counted as a failed sign-in (limits/failed-auth.ts): any page could make its visitors send these and lock them out.
-export class MissingCredential extends BrokerError {
-  constructor (detail: string) {
-    super('unauthenticated', detail, { logFields: { auth: { reason: 'missing' } } })
-  }
-}
+export { AmbiguousCredential, MissingCredential } from './credential.js'
 
-interface Presented { raw: string, source: CredentialSource }
-
-// The one place that decides where the credential is, for the CSRF check and for verification alike.
-function presented (request: FastifyRequest, cookieName: string | undefined): Presented | undefined {
-  const header = request.headers.authorization
-  if (header !== undefined) return { raw: header, source: 'header' }
-  const cookie = cookieName === undefined ? undefined : request.cookies[cookieName]
-  return cookie !== undefined && cookie !== '' ? { raw: cookie, source: 'cookie' } : undefined
-}
+const BEARER = /^Bearer[ ]+([^ ]+)[ ]*$/i
 
 function tokenFrom (request: FastifyRequest, cookieName: string | undefined): string {
-  const credential = presented(request, cookieName)
+  const credential = presentedCredential(request, cookieName)
   if (credential === undefined) {
     throw new MissingCredential(cookieName === undefined
       ? 'Sign in first: send "Authorization: Bearer <token>".'
       : 'Sign in first: send the session cookie or "Authorization: Bearer <token>".')
   }
-  if (credential.source === 'cookie') return credential.raw
-  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(credential.raw)
+  if (credential.ambiguous === true) throw new AmbiguousCredential()
+  if (credential.source === 'cookie') return credential.value
+  const match = BEARER.exec(credential.value)
   if (match?.[1] === undefined) throw new BrokerError('unauthenticated', 'The Authorization header must be "Bearer <token>".', { logFields: { auth: { reason: 'malformed' } } })
   return match[1]
 }
@@ -42,11 +31,13 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
   const verify: JwtVerifier = cacheVerifications(verifier, { keysVersion: verifier.keysVersion, now: () => options.clock.now() })
   return {
     ...(verifier.ready === undefined ? {} : { ready: verifier.ready }),
-    credentialSource: request => presented(request, options.cookieName)?.source,
+    credentialSource: request => presentedCredential(request, options.cookieName)?.source,
+    credentialKey: request => credentialDigest(presentedCredential(request, options.cookieName)),
     async authenticate (request) {
       const claims = await verify(tokenFrom(request, options.cookieName))
       return {
-        subject: typeof claims.sub === 'string' ? claims.sub : 'unknown',
+        // The verifier requires a non-empty string `sub`.
+        subject: claims.sub as string,
         mangopayUserIds: mangopayUserIdsFromClaim(claims[options.userIdClaim]),
         userIdClaim: options.userIdClaim
       }

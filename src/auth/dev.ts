@@ -70,8 +70,9 @@ export async function devLoginRoutes (app: FastifyInstance, options: { dev: DevA
     return { user: { id: user.id, name: user.name, mangopayUserIds: user.mangopayUserIds } }
   })
 
-  routes.post('/v1/dev/logout', async (_request, reply) => {
-    reply.clearCookie(dev.cookieName, { path: '/' })
+  routes.post('/v1/dev/logout', async (request, reply) => {
+    // Same attributes as the login's: browsers ignore a clearing cookie without Secure for a __Host- name.
+    reply.clearCookie(dev.cookieName, { httpOnly: true, sameSite: 'lax', path: '/', secure: request.protocol === 'https' })
     return { loggedOut: true }
   })
 }

@@ -5,12 +5,13 @@ import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
 import { createPool, FailureCauseLog, hostPort, readBounded, rootCode, withDeadline, type Deadline } from '../upstream/index.js'
-import { MissingCredential } from './authenticator.js'
+import { AmbiguousCredential, credentialDigest, MissingCredential, presentedCredential, type Presented } from './credential.js'
 import { mangopayUserIdsFromClaim } from './session.js'
 import type { Authenticator, CredentialSource, Session } from './types.js'
 
-// AUTH_MODE=forward (SPEC §3.1): the platform's session endpoint, sent only Cookie and Authorization, names the
-// caller. Any non-2xx answer is a 401, but a timeout or a 5xx is the platform's outage: 503, never a token.
+// AUTH_MODE=forward (SPEC §3.1): the platform's session endpoint, sent only the credential whose rules were applied
+// (a Bearer header, or the session cookie), names the caller. Any non-2xx answer is a 401, but a timeout or a 5xx is
+// the platform's outage: 503, never a token.
 
 export interface ForwardAuthOptions {
   url: string
@@ -18,6 +19,8 @@ export interface ForwardAuthOptions {
   /** 0 = ask every time. */
   cacheTtlMs: number
   userIdClaim: string
+  /** Only this cookie is forwarded (and it must appear once); unset, the whole Cookie header is. */
+  cookieName?: string | undefined
   clock: Clock
   dispatcher?: Dispatcher
   cacheMaxEntries?: number
@@ -58,18 +61,11 @@ function subjectOf (body: Record<string, unknown>): string {
   return 'unknown'
 }
 
-function credentialsOf (request: FastifyRequest): Credentials {
-  const { cookie, authorization } = request.headers
-  return {
-    cookie: typeof cookie === 'string' && cookie !== '' ? cookie : undefined,
-    authorization: typeof authorization === 'string' && authorization !== '' ? authorization : undefined
-  }
-}
-
-// A cookie rides along cross-site by itself, an Authorization header never does: with one, cookies don't count.
-function sourceOf (credentials: Credentials): CredentialSource | undefined {
-  if (credentials.authorization !== undefined) return 'header'
-  return credentials.cookie === undefined ? undefined : 'cookie'
+// The session endpoint sees exactly the credential the CSRF rules were decided on, so it cannot pick another one.
+function credentialsOf (presented: Presented): Credentials {
+  return presented.source === 'header'
+    ? { cookie: undefined, authorization: presented.value }
+    : { cookie: presented.cookiePair, authorization: undefined }
 }
 
 /** The cache key: a digest, so no cookie or token is ever kept as a key. */
@@ -88,6 +84,7 @@ export class ForwardAuthenticator implements Authenticator {
   readonly #cacheAnswers: boolean
   readonly #clock: Clock
   readonly #causes: FailureCauseLog
+  readonly #cookieName: string | undefined
   #answeredAt = -Infinity
 
   constructor (options: ForwardAuthOptions) {
@@ -96,6 +93,7 @@ export class ForwardAuthenticator implements Authenticator {
     this.#causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The session endpoint (AUTH_FORWARD_URL)', log: options.log })
     this.#timeoutMs = options.timeoutMs
     this.#userIdClaim = options.userIdClaim
+    this.#cookieName = options.cookieName
     this.#ownsDispatcher = options.dispatcher === undefined
     this.#dispatcher = options.dispatcher ?? createPool(this.#url.origin, { timeoutMs: options.timeoutMs, connections: 32, keepAliveTimeoutMs: 10_000 })
     this.#cacheAnswers = options.cacheTtlMs > 0
@@ -112,13 +110,20 @@ export class ForwardAuthenticator implements Authenticator {
   }
 
   credentialSource (request: FastifyRequest): CredentialSource | undefined {
-    return sourceOf(credentialsOf(request))
+    return presentedCredential(request, this.#cookieName, true)?.source
+  }
+
+  credentialKey (request: FastifyRequest): string | undefined {
+    return credentialDigest(presentedCredential(request, this.#cookieName, true))
   }
 
   async authenticate (request: FastifyRequest): Promise<Session> {
-    const credentials = credentialsOf(request)
-    if (sourceOf(credentials) === undefined) throw new MissingCredential('Sign in first: send the session cookie or an Authorization header.')
-    const answer = await this.#lookup(credentials)
+    const presented = presentedCredential(request, this.#cookieName, true)
+    if (presented === undefined) throw new MissingCredential('Sign in first: send the session cookie or "Authorization: Bearer <token>".')
+    if (presented.ambiguous === true) throw new AmbiguousCredential()
+    // Another scheme (Basic…) is not passed on: the browser may have attached it by itself.
+    if (presented.source === 'header' && !/^Bearer /i.test(presented.value)) throw unauthenticated({ scheme: 'not Bearer' })
+    const answer = await this.#lookup(credentialsOf(presented))
     if (!answer.ok) throw unauthenticated({ status: answer.status })
     return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds, userIdClaim: this.#userIdClaim }
   }

@@ -6,7 +6,7 @@ import { createDevAuth, devLoginRoutes } from './dev.js'
 import { ForwardAuthenticator } from './forward.js'
 import type { Authenticator } from './types.js'
 
-export { MissingCredential } from './authenticator.js'
+export { AmbiguousCredential, MissingCredential } from './credential.js'
 export { checkCsrf } from './csrf.js'
 export { selectMangopayUser } from './session.js'
 export type { Authenticator, CredentialSource, Session } from './types.js'
@@ -23,6 +23,10 @@ export interface Auth {
 export function createAuth (config: AuthConfig, deps: { clock: Clock, log: FastifyBaseLogger }): Auth {
   const { clock, log } = deps
   const { userIdClaim } = config
+  // Only a __Host- cookie is sure to come from this host over HTTPS: a sibling subdomain cannot set or shadow it.
+  if (config.cookieName !== undefined && !config.cookieName.startsWith('__Host-')) {
+    log.warn({ cookieName: config.cookieName }, 'AUTH_COOKIE_NAME lacks the __Host- prefix: another subdomain can set a cookie of that name')
+  }
   if (config.mode === 'dev') {
     const dev = createDevAuth(config.dev?.sessionSecret, config.cookieName)
     return {
@@ -40,8 +44,8 @@ export function createAuth (config: AuthConfig, deps: { clock: Clock, log: Fasti
     }
   }
   if (config.mode === 'forward' && config.forward !== undefined) {
-    const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, clock, log })
-    // Forward mode passes the raw Cookie header on untouched.
+    const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, cookieName: config.cookieName, clock, log })
+    // Forward mode reads the Cookie header itself (credential.ts), so it can tell a cookie sent twice.
     return { authenticator: forward, parsesCookies: config.cookieName !== undefined, close: async () => await forward.close() }
   }
   throw new Error(`AUTH_MODE=${config.mode} is not available`)

@@ -65,13 +65,16 @@ export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBa
   const { key, ready, keysVersion } = keyFor(config, options.log)
   async function verify (token: string): Promise<JWTPayload> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
+    let claims: JWTPayload
     try {
-      return await verifyWith(token, key, {
+      claims = await verifyWith(token, key, {
         algorithms: config.algorithms,
         issuer: config.issuer,
         audience: config.audience,
         clockTolerance: config.clockToleranceS,
-        requiredClaims: ['exp'],
+        // The audit line names the subject; AUTH_JWT_TYP keeps other tokens of the same issuer out.
+        requiredClaims: ['exp', 'sub'],
+        ...(config.typ === undefined ? {} : { typ: config.typ }),
         currentDate: new Date(clock.now())
       })
     } catch (err) {
@@ -82,6 +85,8 @@ export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBa
       }
       throw unauthenticated('The session token is invalid.', err)
     }
+    if (typeof claims.sub !== 'string' || claims.sub === '') throw unauthenticated('The session token names no subject ("sub").')
+    return claims
   }
   return Object.assign(verify, ready === undefined ? {} : { ready }, keysVersion === undefined ? {} : { keysVersion })
 }

@@ -18,6 +18,8 @@ export interface Authenticator {
   authenticate (request: FastifyRequest): Promise<Session>
   /** Without verifying anything, so the CSRF rules apply before any verification work. */
   credentialSource (request: FastifyRequest): CredentialSource | undefined
+  /** A digest naming the presented credential (never the credential), so a verified one can be recognised. */
+  credentialKey? (request: FastifyRequest): string | undefined
   /** Readiness of the identity provider the mode depends on; absent when it needs none (a fixed key). */
   ready?: () => Promise<boolean>
 }

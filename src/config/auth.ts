@@ -57,7 +57,9 @@ function jwtConfig (env: Env, problems: string[]) {
     algorithms: jwtAlgorithms(env, key, problems),
     issuer: env.AUTH_ISSUER,
     audience: env.AUTH_AUDIENCE,
-    clockToleranceS: env.AUTH_CLOCK_TOLERANCE_S
+    clockToleranceS: env.AUTH_CLOCK_TOLERANCE_S,
+    /** The JWT header's `typ` that must match (e.g. `at+jwt`); unset: not checked. */
+    ...(env.AUTH_JWT_TYP === undefined ? {} : { typ: env.AUTH_JWT_TYP })
   }
 }
 
@@ -78,6 +80,7 @@ function forwardConfig (env: Env, problems: string[]) {
 
 function devConfig (env: Env, problems: string[]) {
   if (env.MANGOPAY_ENV === 'production') problems.push('AUTH_MODE=dev is refused when MANGOPAY_ENV=production')
+  if (env.NODE_ENV === 'production') problems.push('AUTH_MODE=dev is refused when NODE_ENV=production')
   return { sessionSecret: env.DEV_SESSION_SECRET }
 }
 

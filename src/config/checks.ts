@@ -32,7 +32,7 @@ export function splitList (value: string | undefined): string[] {
   return (value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
 }
 
-function isLoopbackHost (hostname: string): boolean {
+export function isLoopbackHost (hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '')
   return host === 'localhost' || (ipaddr.isValid(host) && ipaddr.parse(host).range() === 'loopback')
 }

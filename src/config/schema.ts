@@ -9,6 +9,7 @@ const Window = (def: number) => Type.Integer({ minimum: 1000, maximum: 86_400_00
 const Text = (options: Record<string, unknown> = {}) => Type.String({ minLength: 1, ...options })
 
 export const EnvSchema = Type.Object({
+  NODE_ENV: Type.Optional(Type.String()),
   HOST: Type.String({ default: '127.0.0.1', minLength: 1, pattern: '^\\S+$' }),
   PORT: Port(3000),
   LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
@@ -43,6 +44,7 @@ export const EnvSchema = Type.Object({
   AUTH_JWT_ALGORITHMS: Type.Optional(Text()),
   AUTH_ISSUER: Type.Optional(Text()),
   AUTH_AUDIENCE: Type.Optional(Text()),
+  AUTH_JWT_TYP: Type.Optional(Text({ maxLength: 128 })),
   AUTH_CLOCK_TOLERANCE_S: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
   AUTH_COOKIE_NAME: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+\\-.^_`|~0-9A-Za-z]{1,64}$' })),
   AUTH_USER_ID_CLAIM: Type.String({ minLength: 1, maxLength: 128, default: 'mangopay_user_id' }),
@@ -62,6 +64,7 @@ export const EnvSchema = Type.Object({
   AUTH_FAILURE_LIMIT_WINDOW_MS: Window(60_000),
 
   REDIS_URL: Type.Optional(Text()),
+  REDIS_TRUSTED_NETWORK: Type.Union([Type.Literal('true'), Type.Literal('false')], { default: 'false' }),
   REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
 })
 export type Env = Static<typeof EnvSchema>

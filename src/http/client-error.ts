@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
 import type { ErrorCode } from '../errors.js'
 import { problemBody } from './problem.js'
 
@@ -9,13 +10,15 @@ const BY_PARSER_CODE: Record<string, [number, ErrorCode, string]> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time.']
 }
 
-export function handleClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+export function handleClientError (err: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy()
     return
   }
   const [status, code, detail] = BY_PARSER_CODE[err.code ?? ''] ?? [400, 'bad_request', 'The request is not valid HTTP.']
   const problem = problemBody(status, code, detail, randomUUID())
+  // One line, like any refusal: the parser's code says what was wrong, never the bytes that were sent.
+  log.info({ requestId: problem.requestId, code, clientError: err.code ?? 'unknown', ip: socket.remoteAddress }, `refused: ${code} (client error)`)
   const body = JSON.stringify(problem)
   socket.end([
     `HTTP/1.1 ${status} ${problem.title}`,

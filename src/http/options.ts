@@ -37,7 +37,7 @@ export function serverOptions (server: ServerConfig, logger: Logger): FastifyHtt
       maxHeaderSize: MAX_HEADER_BYTES,
       connectionsCheckingInterval: 1000
     },
-    clientErrorHandler: handleClientError,
+    clientErrorHandler: (err, socket) => { handleClientError(err, socket, logger) },
     frameworkErrors: answerFrameworkError,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',

@@ -1,8 +1,11 @@
 import type { FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
+import { systemClock, type Clock } from '../clock.js'
 import { BrokerError, isBrokerError } from '../errors.js'
-import { MissingCredential, type Authenticator } from '../auth/index.js'
+import { MissingCredential, type Authenticator, type Session } from '../auth/index.js'
 
-// SPEC §3.5: an address over its failed-authentication limit gets 429 before any verification work.
+// SPEC §8 "Failed sign-ins": the per-address limit bounds the work spent on credentials that fail; a credential
+// that verifies is always served.
 
 /** What @fastify/rate-limit's `createRateLimit` returns, as much of it as is used here. */
 export type RateLimitCounter = (request: FastifyRequest, options?: { increment?: boolean }) => Promise<
@@ -37,9 +40,9 @@ export function createFailedAuthLimit (counter: RateLimitCounter): FailedAuthLim
   }
 }
 
-function tooManyFailures (request: FastifyRequest, standing: FailedAuthStanding): BrokerError {
-  return new BrokerError('rate_limited', `Too many failed sign-in attempts from this address; retry in ${Math.max(1, standing.ttlInSeconds)} s.`, {
-    retryAfterS: standing.ttlInSeconds,
+function tooManyFailures (request: FastifyRequest, retryAfterS: number): BrokerError {
+  return new BrokerError('rate_limited', `Too many failed sign-in attempts from this address; retry in ${Math.max(1, Math.ceil(retryAfterS))} s.`, {
+    retryAfterS,
     logFields: { rateLimit: { scope: 'auth_failures_per_ip', ip: request.ip } }
   })
 }
@@ -51,16 +54,36 @@ function isFailedSignIn (err: unknown): boolean {
 
 // Enough for a cold start's burst from one proxy or NAT to wait its turn; the failures stay bounded by `max`.
 export const MAX_WAITING_PER_ADDRESS = 1000
+/** Credentials that verified lately, by digest: served without a turn, whatever their address has sent. */
+export const VERIFIED_CREDENTIALS = 10_000
+/** Addresses whose failures are spent, each with its one-at-a-time lane. */
+export const SPENT_ADDRESSES = 50_000
+
+export interface FailedAuthOptions {
+  clock?: Clock
+  /** After a failure in the lane of a spent address, it closes this long (the limit's pace: window / max). */
+  paceMs?: number
+  /** False: a request with X-Forwarded-For gets one warning that every client shares the proxy's address. */
+  trustsProxy?: boolean
+}
 
 interface Gate { running: number, waiting: Array<() => void> }
+interface Lane { busy: boolean, closedUntil: number }
+/** Ends a turn; told whether the credential failed. */
+type Release = (failed: boolean) => void
 
-// A failure is recorded only once verified, so a parallel burst could run any number of verifications: an
-// address runs at most as many at once as it has failures left, the rest wait (a NAT signing in is no attack).
-export function limitFailedAuthentications (authenticator: Authenticator, limit: FailedAuthLimit): Authenticator {
+// While an address has failures left it runs at most that many authentications at once, the rest waiting. Once
+// spent, a new credential goes through a lane of one, closed for `paceMs` after each failure: an attacker gets
+// about 2 × max verifications per window, and an honest new credential still gets through between them.
+export function limitFailedAuthentications (authenticator: Authenticator, limit: FailedAuthLimit, options: FailedAuthOptions = {}): Authenticator {
+  const clock = options.clock ?? systemClock
+  const paceMs = options.paceMs ?? 3000
   // Per instance, so N instances run at most N × `max`: a shared count would cost Redis round trips per request.
   const gates = new Map<string, Gate>()
+  const lanes = new LRUCache<string, Lane>({ max: SPENT_ADDRESSES })
+  const verified = new LRUCache<string, true>({ max: VERIFIED_CREDENTIALS })
+  let warnedSharedAddress = options.trustsProxy !== false
 
-  /** Ends a turn: handed straight to the next waiting request, or given back. */
   function release (address: string, gate: Gate): void {
     const next = gate.waiting.shift()
     if (next !== undefined) {
@@ -70,50 +93,87 @@ export function limitFailedAuthentications (authenticator: Authenticator, limit:
     if (--gate.running === 0) gates.delete(address)
   }
 
-  async function turn (request: FastifyRequest): Promise<[string, Gate]> {
+  function lane (request: FastifyRequest, address: string): Release {
+    const now = clock.now()
+    const current = lanes.get(address) ?? { busy: false, closedUntil: 0 }
+    if (current.busy) throw tooManyFailures(request, 1)
+    if (now < current.closedUntil) throw tooManyFailures(request, (current.closedUntil - now) / 1000)
+    current.busy = true
+    lanes.set(address, current)
+    return failed => {
+      current.busy = false
+      if (failed) current.closedUntil = clock.now() + paceMs
+    }
+  }
+
+  async function turn (request: FastifyRequest): Promise<Release> {
     let standing = await limit.standing(request)
+    if (standing.remaining <= 0) return lane(request, standing.address)
     // No await from here to taking the turn: no other request can slip in between.
-    let gate = gates.get(standing.address)
+    const address = standing.address
+    let gate = gates.get(address)
     if (gate === undefined) {
       gate = { running: 0, waiting: [] }
-      gates.set(standing.address, gate)
+      gates.set(address, gate)
     }
-    if (gate.running < standing.remaining) {
-      gate.running++
-      return [standing.address, gate]
+    const taken = gate
+    if (taken.running < standing.remaining) {
+      taken.running++
+      return () => release(address, taken)
     }
-    if (standing.remaining <= 0 || gate.waiting.length >= MAX_WAITING_PER_ADDRESS) {
-      if (gate.running === 0 && gate.waiting.length === 0) gates.delete(standing.address)
-      throw tooManyFailures(request, standing)
-    }
+    if (taken.waiting.length >= MAX_WAITING_PER_ADDRESS) throw tooManyFailures(request, standing.ttlInSeconds)
     // `running` already counts the turn release() hands over: from here on every way out gives it back.
-    const address = standing.address
-    await new Promise<void>(resolve => gate.waiting.push(resolve))
+    await new Promise<void>(resolve => taken.waiting.push(resolve))
     try {
       standing = await limit.standing(request)
     } catch (err) {
-      release(address, gate)
+      release(address, taken)
       throw err
     }
-    if (gate.running > standing.remaining) {
-      release(address, gate)
-      throw tooManyFailures(request, standing)
+    if (taken.running > standing.remaining) {
+      release(address, taken)
+      if (standing.remaining <= 0) return lane(request, address)
+      throw tooManyFailures(request, standing.ttlInSeconds)
     }
-    return [address, gate]
+    return () => release(address, taken)
+  }
+
+  /** Recorded before the turn ends, so the next one sees it. */
+  async function attempt (request: FastifyRequest, key: string | undefined): Promise<Session> {
+    try {
+      const session = await authenticator.authenticate(request)
+      if (key !== undefined) verified.set(key, true)
+      return session
+    } catch (err) {
+      if (isFailedSignIn(err)) {
+        if (key !== undefined) verified.delete(key)
+        await limit.record(request)
+      }
+      throw err
+    }
   }
 
   return {
     credentialSource: request => authenticator.credentialSource(request),
+    ...(authenticator.credentialKey === undefined ? {} : { credentialKey: authenticator.credentialKey.bind(authenticator) }),
     async authenticate (request) {
-      const [address, gate] = await turn(request)
+      if (!warnedSharedAddress && request.headers['x-forwarded-for'] !== undefined) {
+        warnedSharedAddress = true
+        request.log.warn('X-Forwarded-For is present but TRUST_PROXY is unset: every client counts as the proxy\'s address, for the failed sign-in limit too')
+      }
+      // Nothing to verify, so nothing to limit: the authenticator refuses it at once.
+      if (authenticator.credentialSource(request) === undefined) return await authenticator.authenticate(request)
+      const key = authenticator.credentialKey?.(request)
+      if (key !== undefined && verified.has(key)) return await attempt(request, key)
+      const done = await turn(request)
+      let failed = false
       try {
-        return await authenticator.authenticate(request)
+        return await attempt(request, key)
       } catch (err) {
-        // Recorded before the turn ends, so the next one sees it.
-        if (isFailedSignIn(err)) await limit.record(request)
+        failed = isFailedSignIn(err)
         throw err
       } finally {
-        release(address, gate)
+        done(failed)
       }
     }
   }

@@ -11,6 +11,7 @@ import { auditTokenIssued, isoFormatter } from '../fast-paths/index.js'
 import type { Lifecycle } from '../lifecycle.js'
 import type { TokenBudgets } from '../limits/index.js'
 import type { TokenAnswer, TokenRequest } from '../wire.js'
+import { withSecurityEvent, type Asked } from './security-events.js'
 
 /** SPEC §2: the token routes. The response schema is an allow-list: nothing else leaves. */
 
@@ -96,12 +97,29 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
   async function authorize (request: FastifyRequest): Promise<void> {
     // Its answer would most likely be lost with its connection: no quota is spent on it.
     if (lifecycle.closing) throw new BrokerError('shutting_down', 'The broker is shutting down; retry shortly.', { retryAfterS: 1 })
-    // SPEC §3.4: before any upstream call, the session endpoint's or the key set's included.
-    checkCsrf(request, authenticator.credentialSource(request), allowedOrigins)
-    const session = await authenticator.authenticate(request)
     // The body has passed the route schema by the time preHandlers run.
     const body = request.body as Static<typeof TokenRequestBody> | undefined
-    request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
+    let session: Session | undefined
+    try {
+      // SPEC §3.4: before any upstream call, the session endpoint's or the key set's included.
+      checkCsrf(request, authenticator.credentialSource(request), allowedOrigins)
+      session = await authenticator.authenticate(request)
+      request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
+    } catch (err) {
+      throw withSecurityEvent(err, request, { subject: session?.subject, mangopayUserId: body?.userId })
+    }
+  }
+
+  function asked (request: FastifyRequest): Asked {
+    return { subject: request.tokenContext?.session.subject, mangopayUserId: request.tokenContext?.userId }
+  }
+
+  async function limitPerUser (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    try {
+      return await rateLimit(request, reply)
+    } catch (err) {
+      throw withSecurityEvent(err, request, asked(request))
+    }
   }
 
   async function issue (kind: EmbeddedKind, request: FastifyRequest, reply: FastifyReply): Promise<TokenResponseBody> {
@@ -110,7 +128,13 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     // SPEC §4: MANGOPAY_TIMEOUT_MS is the whole request's deadline, counted from its arrival:
     // authentication (a forward-mode session call, a key-set fetch) has already spent some of it.
     const budgetMs = Math.max(1, settings.timeoutMs - reply.elapsedTime)
-    const beforeMint = (): Promise<void> => budgets.admit({ userId, session }, request.log)
+    const beforeMint = async (): Promise<void> => {
+      try {
+        await budgets.admit({ userId, session }, request.log)
+      } catch (err) {
+        throw withSecurityEvent(err, request, asked(request))
+      }
+    }
     const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
@@ -127,7 +151,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
 
   const schema = { body: TokenRequestBody, response: { 200: TokenResponse } }
   // Order matters: who is asking first, then their budget, then (in the handler) Mangopay.
-  const preHandler = [authorize, rateLimit]
+  const preHandler = [authorize, limitPerUser]
   routes.post('/v1/tokens/recipients', { schema, preHandler }, (request, reply) => issue('recipient', request, reply))
   routes.post('/v1/tokens/checkout', { schema, preHandler }, (request, reply) => issue('checkout', request, reply))
 }
