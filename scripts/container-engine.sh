@@ -7,6 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 unavailable () { echo "container engine unavailable: $*" >&2; exit 2; }
+# IMAGE_CHECK_INSTALL=0: use what the machine has, install and build nothing (a cold set-up takes minutes).
+may_install () { [ "${IMAGE_CHECK_INSTALL:-1}" != 0 ] || unavailable "$1, and IMAGE_CHECK_INSTALL=0"; }
 engine_up () { docker info >/dev/null 2>&1; }
 is_root () { [ "$(id -u)" = 0 ]; }
 apt_install () {
@@ -21,7 +23,10 @@ stand_in_tag="mangopay-token-broker-stand-in:${base//[:\/]/-}"
 
 # --- the engine -------------------------------------------------------------------------
 if ! engine_up; then
-  command -v docker >/dev/null && command -v dockerd >/dev/null || apt_install docker.io || unavailable "no Docker engine, and docker.io could not be installed"
+  if ! command -v docker >/dev/null || ! command -v dockerd >/dev/null; then
+    may_install "no Docker engine installed"
+    apt_install docker.io || unavailable "no Docker engine, and docker.io could not be installed"
+  fi
   is_root || unavailable "dockerd is not running, and only root can start it"
   log=${TMPDIR:-/tmp}/dockerd-image-check.log
   echo "starting dockerd in the background (log: $log)"
@@ -39,6 +44,7 @@ if docker image inspect "$base" >/dev/null 2>&1; then
   fi
   exit 0
 fi
+may_install "no $base image here"
 if timeout 120 docker pull -q "$base" >/dev/null 2>&1; then
   echo "base image $base: pulled"
   exit 0
