@@ -10,6 +10,8 @@ export interface RemoteKeySet {
   key: JWTVerifyGetKey
   ready: () => Promise<boolean>
   keysVersion: KeysVersion
+  /** The version counter as it stands, for a key set that replaces this one to count on from. */
+  latestVersion: () => number
 }
 
 /** jose stamps each key set it fetches with `Date.now()`; their ages are read on the same clock. */
@@ -25,10 +27,14 @@ export const KEY_SET_RETRY_MS = 30_000
 // cache also drops what was verified with a key that came and went between two looks.
 class FetchedKeySet {
   uat: number | undefined = undefined
-  version = 0
+  version: number
   #jwks: JSONWebKeySet | undefined = undefined
   #text: string | undefined = undefined
   #keys: JWTVerifyGetKey | undefined = undefined
+
+  constructor (firstVersion: number) {
+    this.version = firstVersion
+  }
 
   get jwks (): JSONWebKeySet | undefined {
     return this.#jwks
@@ -50,8 +56,8 @@ class FetchedKeySet {
   }
 }
 
-export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): RemoteKeySet {
-  const fetched = new FetchedKeySet()
+export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined, firstVersion = 0): RemoteKeySet {
+  const fetched = new FetchedKeySet(firstVersion)
   // Cached; an unknown `kid` triggers a refetch (at most every 30 s), so rotated keys are picked up.
   const keySet = createRemoteJWKSet(new URL(url), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, [jwksCache]: fetched as unknown as JWKSCacheInput })
   let failedAt = -Infinity
@@ -135,5 +141,5 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
     }
     return fetched.version
   }
-  return { key, ready, keysVersion }
+  return { key, ready, keysVersion, latestVersion: () => fetched.version }
 }
