@@ -179,7 +179,7 @@ t.test('secrets from files', async t => {
 
 t.test('jwt mode: exactly one key source, algorithms that fit it', async t => {
   const noKey = { AUTH_JWT_PUBLIC_KEY: undefined }
-  hasProblem(t, env(noKey), /AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY\(_FILE\) or AUTH_JWT_SECRET\(_FILE\)/, 'no key source')
+  hasProblem(t, env({ ...noKey, AUTH_ISSUER: undefined }), /AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY\(_FILE\) or AUTH_JWT_SECRET\(_FILE\), or AUTH_ISSUER alone/, 'no key source and no issuer')
   hasProblem(t, env({ AUTH_JWT_SECRET: HMAC_SECRET }), /set only one of/, 'public key and secret')
   hasProblem(t, env({ AUTH_JWKS_URL: 'https://idp.example.com/jwks' }), /set only one of/, 'public key and JWKS')
   hasProblem(t, env({ AUTH_JWT_ALGORITHMS: 'HS256' }), /AUTH_JWT_ALGORITHMS: "HS256" is not allowed with public keys/, 'HS algorithm with a public key')
@@ -193,6 +193,16 @@ t.test('jwt mode: exactly one key source, algorithms that fit it', async t => {
   const jwks = loadConfig(env({ ...noKey, AUTH_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', AUTH_JWT_ALGORITHMS: 'RS256, ES256' }))
   t.same(jwks.auth.jwt?.algorithms, ['RS256', 'ES256'])
   t.same(jwks.auth.jwt?.key, { kind: 'jwks', url: 'https://idp.example.com/.well-known/jwks.json' })
+})
+
+t.test('jwt mode: AUTH_ISSUER alone means OIDC discovery, from an https (or loopback) issuer', async t => {
+  const noKey = { AUTH_JWT_PUBLIC_KEY: undefined }
+  t.same(loadConfig(env({ ...noKey, AUTH_ISSUER: 'https://sso.example.com/realms/acme' })).auth.jwt?.key, { kind: 'discovery', issuer: 'https://sso.example.com/realms/acme' }, 'kept exactly as written')
+  t.same(loadConfig(env({ ...noKey, AUTH_ISSUER: 'http://127.0.0.1:8080' })).auth.jwt?.key, { kind: 'discovery', issuer: 'http://127.0.0.1:8080' }, 'plain http to loopback')
+  hasProblem(t, env({ ...noKey, AUTH_ISSUER: 'http://idp.example.com/' }), /^AUTH_ISSUER must use https/, 'plain http to another host')
+  hasProblem(t, env({ ...noKey, AUTH_ISSUER: 'idp.example.com' }), /^AUTH_ISSUER must be an absolute URL/, 'not a URL')
+  hasProblem(t, env({ ...noKey, AUTH_ISSUER: 'https://idp.example.com/?tenant=a' }), /^AUTH_ISSUER must have no query or fragment/, 'a query')
+  t.same(loadConfig(env({ AUTH_ISSUER: 'urn:acme:idp' })).auth.jwt?.key.kind, 'public-key', 'with a key source, the issuer is only compared with iss')
 })
 
 t.test('MANGOPAY_BASE_URL on a Mangopay host must belong to MANGOPAY_ENV', async t => {

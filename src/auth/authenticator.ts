@@ -26,11 +26,12 @@ function tokenFrom (request: FastifyRequest, cookieName: string | undefined): st
   return match[1]
 }
 
-export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, clock: Clock, log?: FastifyBaseLogger }): Authenticator {
+export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: string, cookieName: string | undefined, clock: Clock, log?: FastifyBaseLogger }): Authenticator & { close: () => Promise<void> } {
   const verifier = createJwtVerifier(jwt, { clock: options.clock, ...(options.log === undefined ? {} : { log: options.log }) })
   const verify: JwtVerifier = cacheVerifications(verifier, { keysVersion: verifier.keysVersion, now: () => options.clock.now() })
   return {
     ...(verifier.ready === undefined ? {} : { ready: verifier.ready }),
+    close: async () => { await verifier.close?.() },
     credentialSource: request => presentedCredential(request, options.cookieName)?.source,
     credentialKey: request => credentialDigest(presentedCredential(request, options.cookieName)),
     async authenticate (request) {

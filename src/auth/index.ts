@@ -37,11 +37,8 @@ export function createAuth (config: AuthConfig, deps: { clock: Clock, log: Fasti
     }
   }
   if (config.mode === 'jwt' && config.jwt !== undefined) {
-    return {
-      authenticator: createJwtAuthenticator(config.jwt, { userIdClaim, cookieName: config.cookieName, clock, log }),
-      parsesCookies: config.cookieName !== undefined,
-      close: async () => {}
-    }
+    const authenticator = createJwtAuthenticator(config.jwt, { userIdClaim, cookieName: config.cookieName, clock, log })
+    return { authenticator, parsesCookies: config.cookieName !== undefined, close: authenticator.close }
   }
   if (config.mode === 'forward' && config.forward !== undefined) {
     const forward = new ForwardAuthenticator({ ...config.forward, userIdClaim, cookieName: config.cookieName, clock, log })

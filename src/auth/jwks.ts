@@ -11,6 +11,8 @@ export interface RemoteKeySet {
   key: JWTVerifyGetKey
   ready: () => Promise<boolean>
   keysVersion: KeysVersion
+  /** The version counter as it stands, for a key set that replaces this one to count on from. */
+  latestVersion: () => number
 }
 
 /** jose stamps each key set it fetches with `Date.now()`; their ages are read on the same clock. */
@@ -26,14 +28,15 @@ export const KEY_SET_RETRY_MS = 30_000
 // cache also drops what was verified with a key that came and went between two looks.
 class FetchedKeySet {
   uat: number | undefined = undefined
-  version = 0
+  version: number
   #jwks: JSONWebKeySet | undefined = undefined
   #text: string | undefined = undefined
   #keys: JWTVerifyGetKey | undefined = undefined
   readonly #onFetched: () => void
 
-  constructor (onFetched: () => void) {
+  constructor (onFetched: () => void, firstVersion: number) {
     this.#onFetched = onFetched
+    this.version = firstVersion
   }
 
   get jwks (): JSONWebKeySet | undefined {
@@ -57,10 +60,10 @@ class FetchedKeySet {
   }
 }
 
-export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): RemoteKeySet {
+export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined, firstVersion = 0): RemoteKeySet {
   const host = hostPort(url)
-  const causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The identity provider\'s key set (AUTH_JWKS_URL)', log })
-  const fetched = new FetchedKeySet(() => { causes.recovered() })
+  const causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The identity provider\'s key set', log })
+  const fetched = new FetchedKeySet(() => { causes.recovered() }, firstVersion)
   // jose's error for a non-200 answer does not carry its status: kept here for the log line.
   let answeredStatus: number | undefined
   const fetchKeySet: typeof fetch = async (input, init) => {
@@ -156,5 +159,5 @@ export function remoteKeySet (url: string, log: FastifyBaseLogger | undefined): 
     }
     return fetched.version
   }
-  return { key, ready, keysVersion }
+  return { key, ready, keysVersion, latestVersion: () => fetched.version }
 }

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { systemClock, type Clock } from '../clock.js'
 import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
+import { discoveredKeySet } from './discovered-keys.js'
 import { KeySetUnavailable, remoteKeySet } from './jwks.js'
 import type { JwtVerifier, KeysVersion } from './types.js'
 
@@ -29,12 +30,14 @@ function unauthenticated (detail: string, cause?: unknown): BrokerError {
   return new BrokerError('unauthenticated', detail, { cause, logFields: { auth: failedCheck(cause) } })
 }
 
-interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: () => Promise<boolean>, keysVersion?: KeysVersion }
+interface KeySource { key: KeyObject | Uint8Array | JWTVerifyGetKey, ready?: () => Promise<boolean>, keysVersion?: KeysVersion, close?: () => Promise<void> }
 
-function keyFor (config: JwtConfig, log: FastifyBaseLogger | undefined): KeySource {
+function keyFor (config: JwtConfig, log: FastifyBaseLogger | undefined, clock: Clock): KeySource {
   switch (config.key.kind) {
     case 'jwks':
       return remoteKeySet(config.key.url, log)
+    case 'discovery':
+      return discoveredKeySet(config.key.issuer, { clock, log })
     case 'public-key':
       return { key: createPublicKey(config.key.pem) }
     case 'secret':
@@ -60,9 +63,11 @@ async function verifyWith (token: string, key: KeyObject | Uint8Array | JWTVerif
   }
 }
 
-export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger, clock?: Clock } = {}): JwtVerifier & { ready?: () => Promise<boolean>, keysVersion?: KeysVersion } {
+export type KeyedVerifier = JwtVerifier & { ready?: () => Promise<boolean>, keysVersion?: KeysVersion, close?: () => Promise<void> }
+
+export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBaseLogger, clock?: Clock } = {}): KeyedVerifier {
   const clock = options.clock ?? systemClock
-  const { key, ready, keysVersion } = keyFor(config, options.log)
+  const { key, ready, keysVersion, close } = keyFor(config, options.log, clock)
   async function verify (token: string): Promise<JWTPayload> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) throw unauthenticated('The credential is not a well-formed JWT.')
     let claims: JWTPayload
@@ -88,5 +93,5 @@ export function createJwtVerifier (config: JwtConfig, options: { log?: FastifyBa
     if (typeof claims.sub !== 'string' || claims.sub === '') throw unauthenticated('The session token names no subject ("sub").')
     return claims
   }
-  return Object.assign(verify, ready === undefined ? {} : { ready }, keysVersion === undefined ? {} : { keysVersion })
+  return Object.assign(verify, ready === undefined ? {} : { ready }, keysVersion === undefined ? {} : { keysVersion }, close === undefined ? {} : { close })
 }

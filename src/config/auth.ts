@@ -11,8 +11,21 @@ export type JwtKeySource =
   | { kind: 'jwks', url: string }
   | { kind: 'public-key', pem: string }
   | { kind: 'secret', secret: string }
+  /** OIDC discovery (or RFC 8414) from the issuer itself, which the document must name exactly. */
+  | { kind: 'discovery', issuer: string }
 
 export const JWKS_FETCH_TIMEOUT_MS = 3000
+
+/** The issuer as written (the document must name it exactly); its URL rules are those of OpenID Connect Discovery §3. */
+function discoveryIssuer (issuer: string, problems: string[]): string | undefined {
+  const url = checkUrl('AUTH_ISSUER', issuer, problems)
+  if (url === undefined) return undefined
+  if (url.includes('?') || url.includes('#')) {
+    problems.push('AUTH_ISSUER must have no query or fragment (it is the base of the discovery document\'s URL)')
+    return undefined
+  }
+  return issuer
+}
 
 /** Algorithms that fit the key: never HMAC with a public key, never `none`. */
 function jwtAlgorithms (env: Env, key: JwtKeySource, problems: string[]): JwtAlgorithm[] {
@@ -46,12 +59,16 @@ function jwtConfig (env: Env, problems: string[]) {
     else sources.push({ kind: 'secret', secret: env.AUTH_JWT_SECRET })
   }
   const given = [env.AUTH_JWKS_URL, env.AUTH_JWT_PUBLIC_KEY, env.AUTH_JWT_SECRET].filter(v => v !== undefined).length
-  if (given === 0) problems.push('AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE) or AUTH_JWT_SECRET(_FILE)')
+  if (given === 0 && env.AUTH_ISSUER === undefined) problems.push('AUTH_MODE=jwt needs one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE) or AUTH_JWT_SECRET(_FILE), or AUTH_ISSUER alone (OIDC discovery)')
+  if (given === 0 && env.AUTH_ISSUER !== undefined) {
+    const issuer = discoveryIssuer(env.AUTH_ISSUER, problems)
+    if (issuer !== undefined) sources.push({ kind: 'discovery', issuer })
+  }
   if (given > 1) problems.push('set only one of AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY(_FILE), AUTH_JWT_SECRET(_FILE)')
   if (env.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER is required when AUTH_MODE=jwt')
   if (env.AUTH_AUDIENCE === undefined) problems.push('AUTH_AUDIENCE is required when AUTH_MODE=jwt')
   const key = sources[0]
-  if (given !== 1 || key === undefined || env.AUTH_ISSUER === undefined || env.AUTH_AUDIENCE === undefined) return undefined
+  if (given > 1 || key === undefined || env.AUTH_ISSUER === undefined || env.AUTH_AUDIENCE === undefined) return undefined
   return {
     key,
     algorithms: jwtAlgorithms(env, key, problems),

@@ -10,6 +10,7 @@ import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './serv
 
 export { JWKS_FETCH_TIMEOUT_MS, type AuthConfig, type JwtAlgorithm, type JwtConfig, type JwtKeySource } from './auth.js'
 export { MANGOPAY_BASE_URLS, type CircuitSettings, type MangopayConfig } from './mangopay.js'
+export { checkUrl } from './checks.js'
 export { readSecretFile } from './secret-files.js'
 export type { ServerConfig } from './server.js'
 export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } from './tls-files.js'
