@@ -87,6 +87,7 @@ function problems (answer: Answer, minted: Map<string, { userId: string, kind: s
   const asker = userId(answer.user)
   const crossUser = answer.named !== undefined && answer.named !== asker
   const what = `${answer.status} to ${asker} (${answer.kind}${crossUser ? `, naming ${String(answer.named)}` : ''})`
+  if (answer.headers['cache-control'] !== 'no-store') return [`${what}: without Cache-Control: no-store`]
   if (answer.status === 200) {
     const body = JSON.parse(answer.body) as { clientToken: string, userId: string }
     const token = minted.get(body.clientToken)
