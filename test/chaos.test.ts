@@ -25,6 +25,7 @@ import {
  */
 
 const seed = process.env.CHAOS_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.CHAOS_SEED)
+if (!Number.isSafeInteger(seed)) throw new Error(`CHAOS_SEED must be an integer, got ${String(process.env.CHAOS_SEED)}`)
 const USERS = 24
 const CLIENTS = 4
 const LOOPS_PER_CLIENT = 3
