@@ -1,6 +1,7 @@
+import { chaosPlanProblem } from './chaos.js'
 import { jsonReply, type Reply } from './replies.js'
 import type { EmulatorState } from './state.js'
-import type { Fault, FaultRule, FaultTarget } from './types.js'
+import type { ChaosPlan, Fault, FaultRule, FaultTarget } from './types.js'
 
 export const CONTROL_PREFIX = '/__emulator'
 
@@ -39,6 +40,8 @@ function parseFault (value: unknown): Fault | undefined {
       if (typeof value.location !== 'string') return undefined
       if (value.status !== undefined && (!Number.isInteger(value.status) || !isCount(value.status, 300) || value.status > 399)) return undefined
       return { kind: 'redirect', location: value.location, status: value.status }
+    case 'rate-limited':
+      return Number.isInteger(value.resetInS) && isCount(value.resetInS, 1) ? { kind: 'rate-limited', resetInS: value.resetInS } : undefined
     default:
       return undefined
   }
@@ -53,6 +56,16 @@ export function parseFaultRule (value: unknown): FaultRule | undefined {
   const fault = parseFault(value.fault)
   if (fault === undefined) return undefined
   return { target: target as FaultTarget | undefined, times, fault }
+}
+
+function parseChaosPlan (value: unknown): ChaosPlan | undefined {
+  if (!isObject(value)) return undefined
+  const { seed, target, chances, rateLimitResetS } = value
+  if (typeof seed !== 'number' || !isObject(chances)) return undefined
+  if (target !== undefined && (typeof target !== 'string' || !TARGETS.includes(target))) return undefined
+  if (rateLimitResetS !== undefined && typeof rateLimitResetS !== 'number') return undefined
+  const plan: ChaosPlan = { seed, target: target as FaultTarget | undefined, chances: chances as ChaosPlan['chances'], rateLimitResetS }
+  return chaosPlanProblem(plan) === undefined ? plan : undefined
 }
 
 function parseJson (raw: string): unknown {
@@ -79,6 +92,14 @@ export function handleControl (method: string, path: string, rawBody: string, st
       state.inject(rule)
       return NO_CONTENT
     }
+    case 'POST /chaos': {
+      const plan = parseChaosPlan(parseJson(rawBody))
+      if (plan === undefined) return invalid('expected a ChaosPlan: {seed, target?, chances: {reset?, hang?, error?, rate_limited?}, rateLimitResetS?}')
+      state.chaos(plan)
+      return NO_CONTENT
+    }
+    case 'GET /chaos':
+      return jsonReply(200, state.chaosDrawn)
     case 'DELETE /faults':
       state.clearFaults()
       return NO_CONTENT

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { genericError, JSON_TYPE, responseHeaders, send, writable, type Reply } from './replies.js'
+import { genericError, JSON_TYPE, rateLimited, responseHeaders, send, writable, type Reply } from './replies.js'
 import type { Fault } from './types.js'
 
 const TRICKLE_BYTES = 8
@@ -60,7 +60,30 @@ export function applyFault (fault: Fault, ctx: FaultContext): void {
       return
     case 'redirect':
       send(res, { status: fault.status ?? 302, body: '', headers: { Location: fault.location } }, rateHeaders)
+      return
+    case 'rate-limited':
+      send(res, rateLimited(ctx.now), spendShortestWindow(rateHeaders, ctx.now, fault.resetInS))
   }
+}
+
+/** The rate headers with the first (shortest) window spent and reset `resetInS` from now; the others unchanged. */
+function spendShortestWindow (rateHeaders: Record<string, string>, now: number, resetInS: number): Record<string, string> {
+  const list = (name: string): string[] => (rateHeaders[name] ?? '').split(',').map(value => value.trim())
+  const remaining = list('X-RateLimit-Remaining')
+  const reset = list('X-RateLimit-Reset')
+  const left = Number(remaining[0])
+  if (remaining[0] === '' || !Number.isFinite(left)) return rateHeaders
+  const spent = { ...rateHeaders }
+  if (rateHeaders['X-RateLimit'] !== undefined) {
+    const made = list('X-RateLimit')
+    made[0] = String(Number(made[0]) + left)
+    spent['X-RateLimit'] = made.join(', ')
+  }
+  remaining[0] = '0'
+  reset[0] = String(Math.ceil(now / 1000) + resetInS)
+  spent['X-RateLimit-Remaining'] = remaining.join(', ')
+  spent['X-RateLimit-Reset'] = reset.join(', ')
+  return spent
 }
 
 function statusReply (fault: Extract<Fault, { kind: 'status' }>, now: number): Reply {

@@ -1,8 +1,9 @@
 import type { Clock } from '../clock.js'
+import { ChaosDraw, noChaosCounts } from './chaos.js'
 import { QuotaTracker } from './quota.js'
 import { BoundedLog } from './records.js'
 import type {
-  EmulatorControl, EndpointName, Fault, FaultTarget, FaultRule, IssuedBearer, MintedToken, QuotaWindow, RateLimitHeaderStyle, ReceivedRequest
+  ChaosCounts, ChaosPlan, EmulatorControl, EndpointName, Fault, FaultTarget, FaultRule, IssuedBearer, MintedToken, QuotaWindow, RateLimitHeaderStyle, ReceivedRequest
 } from './types.js'
 
 export const RECORD_LIMIT = 10_000
@@ -27,6 +28,8 @@ export class EmulatorState implements EmulatorControl {
   readonly #bearers = new Map<string, BearerRecord>()
   #bearerCount = 0
   #rules: ActiveRule[] = []
+  #chaos: ChaosDraw | undefined
+  #chaosCounts = noChaosCounts()
 
   constructor (apiKey: string, quota: readonly QuotaWindow[], clock: Clock, rateLimitHeaderStyle?: RateLimitHeaderStyle) {
     this.#apiKey = apiKey
@@ -66,8 +69,17 @@ export class EmulatorState implements EmulatorControl {
     this.#rules.push({ target: rule.target ?? 'any', left: rule.times ?? Infinity, fault: rule.fault })
   }
 
+  chaos (plan: ChaosPlan): void {
+    this.#chaos = new ChaosDraw(plan, this.#chaosCounts)
+  }
+
+  get chaosDrawn (): ChaosCounts {
+    return { ...this.#chaosCounts }
+  }
+
   clearFaults (): void {
     this.#rules = []
+    this.#chaos = undefined
   }
 
   revokeBearers (): void {
@@ -88,6 +100,8 @@ export class EmulatorState implements EmulatorControl {
     this.#minted.clear()
     this.#mintedCount = 0
     this.#rules = []
+    this.#chaos = undefined
+    this.#chaosCounts = noChaosCounts()
     this.quota.reset()
   }
 
@@ -107,7 +121,7 @@ export class EmulatorState implements EmulatorControl {
       if (rule.left <= 0) this.#rules.splice(i, 1)
       return rule.fault
     }
-    return undefined
+    return this.#chaos !== undefined && targets(this.#chaos.target, endpoint) ? this.#chaos.next() : undefined
   }
 
   addBearer (bearer: BearerRecord): void {

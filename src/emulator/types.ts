@@ -71,9 +71,30 @@ export type Fault =
   | { kind: 'malformed' }
   | { kind: 'trickle', chunkDelayMs: number }
   | { kind: 'redirect', status?: number, location: string }
+  /** Mangopay's 429, its headers showing the shortest window spent until `resetInS` from now. */
+  | { kind: 'rate-limited', resetInS: number }
 
 /** `target` defaults to 'any', `times` to Infinity. */
 export interface FaultRule { target?: FaultTarget, times?: number, fault: Fault }
+
+/** reset: connection reset; hang: no answer; error: a 500; rate_limited: a 429 (see the 'rate-limited' fault). */
+export type ChaosMode = 'reset' | 'hang' | 'error' | 'rate_limited'
+
+/**
+ * Random faults, drawn per call from a generator seeded with `seed`: the same seed and the same
+ * order of calls give the same faults, so a failing run can be replayed.
+ */
+export interface ChaosPlan {
+  seed: number
+  /** Default 'any'. */
+  target?: FaultTarget
+  /** Each mode's chance per call, together at most 1; the other calls are answered normally. */
+  chances: Partial<Record<ChaosMode, number>>
+  /** How far ahead a random 429 puts the spent window's reset (default 1 s). */
+  rateLimitResetS?: number
+}
+
+export type ChaosCounts = Record<ChaosMode | 'none', number>
 
 export interface EmulatorControl {
   /** Every request received per endpoint, faulted ones included. */
@@ -83,6 +104,11 @@ export interface EmulatorControl {
   readonly bearers: readonly IssuedBearer[]
   /** Rules are checked in order; the first matching rule with times left applies and is decremented. */
   inject (rule: FaultRule): void
+  /** Starts random faults, replacing an earlier plan; checked after the injected rules. */
+  chaos (plan: ChaosPlan): void
+  /** What the chaos plans drew so far, per mode ('none': answered normally). */
+  readonly chaosDrawn: ChaosCounts
+  /** Removes the rules and ends the chaos plan. */
   clearFaults (): void
   /** Every bearer issued so far becomes invalid (embedded endpoints answer 401). */
   revokeBearers (): void
