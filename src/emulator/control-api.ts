@@ -39,6 +39,9 @@ function parseFault (value: unknown): Fault | undefined {
       if (typeof value.location !== 'string') return undefined
       if (value.status !== undefined && (!Number.isInteger(value.status) || !isCount(value.status, 300) || value.status > 399)) return undefined
       return { kind: 'redirect', location: value.location, status: value.status }
+    case 'echo-credentials':
+      if (!Number.isInteger(value.status) || !isCount(value.status, 400) || value.status > 599) return undefined
+      return { kind: 'echo-credentials', status: value.status }
     default:
       return undefined
   }

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http'
-import { genericError, JSON_TYPE, responseHeaders, send, writable, type Reply } from './replies.js'
-import type { Fault } from './types.js'
+import { genericError, JSON_TYPE, mangopayError, oauthError, responseHeaders, send, writable, type Reply } from './replies.js'
+import type { EndpointName, Fault } from './types.js'
 
 const TRICKLE_BYTES = 8
 
@@ -24,6 +24,9 @@ export class Timers {
 
 export interface FaultContext {
   res: ServerResponse
+  endpoint: EndpointName
+  /** The request's Authorization header, for the fault that echoes it. */
+  authorization: string | undefined
   rateHeaders: Record<string, string>
   timers: Timers
   now: number
@@ -60,7 +63,21 @@ export function applyFault (fault: Fault, ctx: FaultContext): void {
       return
     case 'redirect':
       send(res, { status: fault.status ?? 302, body: '', headers: { Location: fault.location } }, rateHeaders)
+      return
+    case 'echo-credentials':
+      send(res, echoCredentials(fault.status, ctx), rateHeaders)
   }
+}
+
+/** The header as sent, and for Basic its decoded `ClientId:ApiKey` too. */
+function echoCredentials (status: number, { endpoint, authorization, now }: FaultContext): Reply {
+  const sent = authorization ?? '(none)'
+  const basic = /^Basic (.+)$/i.exec(sent)?.[1]
+  const decoded = basic === undefined ? '' : ` (${Buffer.from(basic, 'base64').toString()})`
+  const text = `Authorization: ${sent}${decoded} was not accepted`
+  return endpoint === 'oauth'
+    ? oauthError(status, 'invalid_client', text)
+    : mangopayError(status, 'forbidden_ressource', text, now)
 }
 
 function statusReply (fault: Extract<Fault, { kind: 'status' }>, now: number): Reply {

@@ -71,6 +71,8 @@ export type Fault =
   | { kind: 'malformed' }
   | { kind: 'trickle', chunkDelayMs: number }
   | { kind: 'redirect', status?: number, location: string }
+  /** An error in the endpoint's dialect whose text repeats the request's credentials (a careless upstream). */
+  | { kind: 'echo-credentials', status: number }
 
 /** `target` defaults to 'any', `times` to Infinity. */
 export interface FaultRule { target?: FaultTarget, times?: number, fault: Fault }
