@@ -25,6 +25,8 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/packages/client/dist/index.js ./packages/client/dist/index.js
 USER node
 EXPOSE 3000
+# METRICS_PORT: /metrics and the detailed /readyz, for the scraper only.
+EXPOSE 9464
 HEALTHCHECK --interval=30s --timeout=3s CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The same V8 flags as `npm start` (test/deploy.test.ts keeps them in step; the benchmark runs
 # the broker with them): a 64 MB young generation, so per-request objects die young instead of
