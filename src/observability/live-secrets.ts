@@ -10,8 +10,9 @@ const CENSOR = '[redacted]'
 const MIN_TOKEN_LENGTH = 16
 // How a token stands in text. Most are base64url or hex, and a path's `/` must end them; one with
 // `.`, `~`, `+` or `/` (a JWT, standard base64) is found among RFC 6750's b64token runs instead.
-const URL_SAFE_RUN = /[A-Za-z0-9_-]{16,}/g
-const B64TOKEN_RUN = /[A-Za-z0-9._~+/-]{16,}=*/g
+// The lookbehind starts a match only where a run starts: inside a short run, no retry per character.
+const URL_SAFE_RUN = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{16,}/g
+const B64TOKEN_RUN = /(?<![A-Za-z0-9._~+/-])[A-Za-z0-9._~+/-]{16,}=*/g
 const URL_SAFE = /^[A-Za-z0-9_-]+$/
 const BACKSLASH = 92
 const EQUALS = 61
