@@ -25,6 +25,8 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/packages/client/dist/index.js ./packages/client/dist/index.js
 USER node
 EXPOSE 3000
+# METRICS_PORT: /metrics and the detailed /readyz, for the scraper only.
+EXPOSE 9464
 # Healthy means ready (/readyz on HOST:PORT), what a load balancer probing the public port sees.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["node", "dist/healthcheck.js"]
 # The same V8 flags as `npm start` (test/deploy.test.ts keeps them in step; the benchmark runs

@@ -63,6 +63,8 @@ export function brokerEnv (options: { entry: string, port: number, logLevel: str
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
     PORT: String(options.port),
+    // Off the default, so a compare build and the broker never want the same one.
+    METRICS_PORT: '0',
     SHUTDOWN_DELAY_MS: '0',
     LOG_LEVEL: options.logLevel,
     MANGOPAY_BASE_URL: options.emulatorUrl,

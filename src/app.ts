@@ -9,10 +9,10 @@ import inbound, { serverOptions } from './http/index.js'
 import type { Lifecycle } from './lifecycle.js'
 import { limitFailedAuthentications, setUpRateLimits } from './limits/index.js'
 import { createMangopay, sharedStateScope, type Mangopay } from './mangopay/index.js'
-import { BrokerMetrics, createLogger, metricsPlugin } from './observability/index.js'
+import { BrokerMetrics, createLogger, liveSecretsOf, metricsPlugin } from './observability/index.js'
 import { closeRedisClient, createRedisClient } from './redis/index.js'
 import { clientScriptRoutes } from './routes/client-script.js'
-import { healthRoutes } from './routes/health.js'
+import { createReadiness, healthRoutes } from './routes/health.js'
 import { tokenRoutes } from './routes/tokens.js'
 
 export interface AppDeps {
@@ -23,6 +23,8 @@ export interface AppDeps {
   mangopayDispatcher?: Dispatcher
   /** With REDIS_URL: how often the quota pauses other instances published are read (default 1000 ms). */
   quotaSyncIntervalMs?: number
+  /** How often the event loop's load is sampled for load shedding (default 1000 ms). */
+  loadSampleIntervalMs?: number
 }
 
 declare module 'fastify' {
@@ -37,7 +39,8 @@ declare module 'fastify' {
 /** Builds the broker; the registration order below is the request's path. `server.ts` listens; tests call this same factory. */
 export async function buildApp (config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const clock = deps.clock ?? systemClock
-  const app = Fastify(serverOptions(config.server, deps.logger ?? createLogger(config.logLevel)))
+  const logger = deps.logger ?? createLogger(config.logLevel)
+  const app = Fastify(serverOptions(config.server, logger))
 
   const lifecycle: Lifecycle = { shuttingDown: false, closing: false }
   app.decorate('lifecycle', lifecycle)
@@ -57,7 +60,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     redis,
     dispatcher: deps.mangopayDispatcher,
     observer: metrics,
-    quotaSyncIntervalMs: deps.quotaSyncIntervalMs
+    quotaSyncIntervalMs: deps.quotaSyncIntervalMs,
+    secrets: liveSecretsOf(logger)
   })
   metrics.watch(mangopay)
   app.decorate('mangopay', mangopay)
@@ -68,9 +72,17 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     if (redis !== undefined) await closeRedisClient(redis)
   })
 
-  await app.register(inbound, { lifecycle, origins: config.cors.origins })
+  const readiness = createReadiness({
+    mangopay,
+    lifecycle,
+    clock,
+    ...(redis === undefined ? {} : { redis }),
+    ...(auth.authenticator.ready === undefined ? {} : { identityProvider: { ready: auth.authenticator.ready.bind(auth.authenticator) } })
+  })
+
+  await app.register(inbound, { lifecycle, origins: config.cors.origins, loadShedding: { ...config.loadShedding, sampleIntervalMs: deps.loadSampleIntervalMs } })
   // Before the routes, so its hooks see every request.
-  await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host })
+  await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host, readiness })
   if (auth.parsesCookies) await app.register(fastifyCookie)
   const limits = await setUpRateLimits(app, {
     limits: config.rateLimit,
@@ -95,13 +107,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     budgets: limits.budgets,
     settings: { clientId: config.mangopay.clientId, environment: config.mangopay.environment, timeoutMs: config.mangopay.timeoutMs }
   })
-  await app.register(healthRoutes, {
-    mangopay,
-    lifecycle,
-    clock,
-    ...(redis === undefined ? {} : { redis }),
-    ...(auth.authenticator.ready === undefined ? {} : { identityProvider: { ready: auth.authenticator.ready.bind(auth.authenticator) } })
-  })
+  await app.register(healthRoutes, { readiness })
   await app.register(clientScriptRoutes)
   if (auth.routes !== undefined) await app.register(auth.routes)
   return app

@@ -24,6 +24,7 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   auth_unavailable: 503,
   shared_state_unavailable: 503,
   shutting_down: 503,
+  overloaded: 503,
   internal_error: 500
 }
 

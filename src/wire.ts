@@ -41,6 +41,7 @@ export type ErrorCode =
   | 'auth_unavailable'
   | 'shared_state_unavailable'
   | 'shutting_down'
+  | 'overloaded'
   | 'internal_error'
 
 /** An error answer (RFC 9457 application/problem+json). */

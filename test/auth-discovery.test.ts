@@ -2,7 +2,7 @@ import t from 'tap'
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose'
 import { DISCOVERY_MAX_AGE_MS, DISCOVERY_UNKNOWN_KEY_MS } from '../src/auth/discovered-keys.js'
 import { KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
-import { USER_A, assertProblem, buildTestApp, post, type LogCapture } from './helpers.js'
+import { USER_A, assertProblem, buildTestApp, opsGet, post, type LogCapture } from './helpers.js'
 import { PLATFORM_CLIENT_ID, startOidcProvider, type OidcProvider } from './oidc-provider.js'
 
 /**
@@ -70,7 +70,8 @@ t.test('a document naming another issuer than AUTH_ISSUER exactly is refused: no
   assertProblem(t, await post(app, RECIPIENTS, { token: await idp.accessToken() }), 503, 'auth_unavailable')
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503)
-  t.equal(ready.json().checks.identityProvider, 'unavailable')
+  t.same(ready.json().failing, ['identityProvider'])
+  t.equal((await opsGet(app, '/readyz')).json().checks.identityProvider, 'unavailable')
   t.equal(documentReads(idp).length, reads, 'no read of the document per request while it was refused moments ago')
   t.equal(emulator.control.calls.total, 0, 'zero Mangopay calls')
 })
@@ -104,7 +105,8 @@ t.test('the provider down at start-up: the broker starts, is not ready, and serv
 
   const down = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(down.statusCode, 503)
-  t.equal(down.json().checks.identityProvider, 'unavailable')
+  t.same(down.json().failing, ['identityProvider'])
+  t.equal((await opsGet(app, '/readyz')).json().checks.identityProvider, 'unavailable')
   const res = await post(app, RECIPIENTS, { token: await idp.accessToken() })
   assertProblem(t, res, 503, 'auth_unavailable')
   t.ok(Number(res.headers['retry-after']) >= 1, 'with Retry-After')

@@ -2,7 +2,7 @@ import t from 'tap'
 import { ManualClock } from './manual-clock.js'
 import type { CircuitSettings } from '../src/config/index.js'
 import { CircuitBreaker, type CircuitPermit, type CircuitTransition } from '../src/mangopay/circuit-breaker.js'
-import { buildTestApp, post, tokenFor, USER_A } from './helpers.js'
+import { buildTestApp, post, tokenFor, USER_A, opsGet } from './helpers.js'
 
 /**
  * The circuit breaker (SPEC §4): on its own with a ManualClock, then through the HTTP surface
@@ -129,7 +129,7 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
   const jwt = await tokenFor(USER_A)
   const mint = async () => await post(app, '/v1/tokens/recipients', { token: jwt })
   const embedded = () => emulator.control.calls.recipient
-  const scrape = async () => (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const scrape = async () => (await opsGet(app, '/metrics')).body
   t.equal((await mint()).statusCode, 200, 'warm-up')
   t.match(await scrape(), /^broker_mangopay_circuit_state 0$/m)
 
@@ -153,8 +153,9 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
   t.notMatch(fast.body, /circuit/i, 'the browser is told to retry later, not about internals')
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503, 'not ready while open')
-  t.match(ready.json().checks, { circuit: 'open', bearer: 'held', shutdown: false })
+  t.same(ready.json().failing, ['circuit'])
   t.equal(ready.headers['retry-after'], '10')
+  t.match((await opsGet(app, '/readyz')).json().checks, { circuit: 'open', bearer: 'held', shutdown: false }, 'the figures on the metrics port')
   t.match(await scrape(), /^broker_mangopay_circuit_state 2$/m)
 
   clock.advance(4000)
@@ -162,7 +163,7 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
 
   // Cool-down over: one probe (it hangs until the 1 s deadline, and fails); the others fail fast meanwhile.
   clock.advance(6000)
-  const readyAgain = await app.inject({ method: 'GET', url: '/readyz' })
+  const readyAgain = await opsGet(app, '/readyz')
   t.equal(readyAgain.statusCode, 200, 'half-open: ready again, so traffic can probe')
   t.equal(readyAgain.json().checks.circuit, 'half_open')
   emulator.control.clearFaults()
@@ -183,7 +184,7 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
   t.same(recovering.map(r => r.statusCode).sort(), [200, 503, 503, 503, 503])
   t.equal(app.mangopay.circuitState(), 'closed')
   t.equal((await mint()).statusCode, 200, 'calls flow again')
-  const closed = await app.inject({ method: 'GET', url: '/readyz' })
+  const closed = await opsGet(app, '/readyz')
   t.equal(closed.statusCode, 200)
   t.equal(closed.json().checks.circuit, 'closed')
   t.ok(logs.lines().some(l => l.msg === 'Mangopay circuit closed: calls flow again'))

@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair } from 'jose'
-import { API_KEY, AUDIENCE, ISSUER, USER_A, assertProblem, baseEnv, buildTestApp, post, signJwt, spawnServer, startTestEmulator, tokenFor, until, RSA_PUBLIC_PEM, type TestApp } from './helpers.js'
+import { API_KEY, AUDIENCE, ISSUER, USER_A, assertProblem, baseEnv, buildTestApp, opsGet, post, signJwt, spawnServer, startTestEmulator, tokenFor, until, RSA_PUBLIC_PEM, type TestApp } from './helpers.js'
 import { createTestPki } from './tls-certs.js'
 
 /**
@@ -98,10 +98,12 @@ t.test('readiness says when Mangopay refused the credentials', async t => {
   const broker = await buildTestApp(t, { deps: { clock: { now: () => Date.now() + shift } } })
   broker.emulator.control.setApiKey('sk_test_some_other_key_000000000000')
   const ready = await broker.app.inject({ method: 'GET', url: '/readyz' })
-  const body = assertProblem(t, ready, 503, 'upstream_unavailable')
-  t.equal(body.checks.bearer, 'credentials_refused')
-  t.match(body.detail, /refused the broker's credentials/)
-  const again = await broker.app.inject({ method: 'GET', url: '/readyz' })
+  t.same(assertProblem(t, ready, 503, 'upstream_unavailable').failing, ['bearer'], 'the public port names the check')
+  const detailed = await opsGet(broker.app, '/readyz')
+  t.equal(detailed.statusCode, 503)
+  t.equal(detailed.json().checks.bearer, 'credentials_refused', 'the metrics port says why')
+  t.match(detailed.json().detail, /refused the broker's credentials/)
+  const again = await opsGet(broker.app, '/readyz')
   t.equal(again.json().checks.bearer, 'credentials_refused', 'remembered between polls')
   t.equal(broker.emulator.control.calls.oauth, 1, 'without asking Mangopay again')
   t.match(causeLines(broker, 'mangopay'), [{ cause: { status: 401 } }], 'the refusal is the logged cause')

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { ManualClock } from './manual-clock.js'
-import { assertProblem, buildTestApp, post, tokenFor, type TestApp } from './helpers.js'
+import { assertProblem, buildTestApp, post, tokenFor, type TestApp, opsGet } from './helpers.js'
 
 /**
  * SPEC §8 "Fair quota", with the shipped defaults (6 mints per user and 12 per session each
@@ -69,9 +69,9 @@ t.test('ten users hammering cannot stop an eleventh user\'s first token, and the
   t.equal(calls, 1 + served + 1, 'one OAuth call, and one call per token served')
 
   t.comment(`served ${served} of 100 (${reasons(b).filter(r => r === 'first_tokens_first').length} first_tokens_first, ${reasons(b).filter(r => r === 'user_budget').length} user_budget refusals); emulator: ${calls} calls of ${LIMIT}, ${LIMIT - calls} left`)
-  const ready = (await b.app.inject({ url: '/readyz' })).json()
+  const ready = (await opsGet(b.app, '/readyz')).json()
   t.match(ready.checks.quota.share, { window: 0, size: LIMIT - RESERVE_CALLS, spent: calls }, 'readiness shows the broker\'s share used')
-  const scraped = (await b.app.inject({ url: '/metrics' })).body
+  const scraped = (await opsGet(b.app, '/metrics')).body
   t.equal(metric(scraped, 'broker_mangopay_quota_spent{window="0"}'), calls)
   t.equal(metric(scraped, 'broker_mangopay_quota_share{window="0"}'), LIMIT - RESERVE_CALLS)
   t.equal(metric(scraped, 'broker_token_budget_refusals_total{reason="first_tokens_first"}'), reasons(b).filter(r => r === 'first_tokens_first').length)

@@ -7,6 +7,7 @@ import { generateKeyPair, exportSPKI, SignJWT, type JWTPayload } from 'jose'
 import type { Logger } from 'pino'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
+import { request } from 'undici'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config/index.js'
 import { createLogger } from '../src/observability/logging.js'
@@ -96,6 +97,8 @@ export function baseEnv (mangopayBaseUrl: string, overrides: Record<string, stri
     AUTH_ISSUER: ISSUER,
     AUTH_AUDIENCE: AUDIENCE,
     LOG_LEVEL: 'debug',
+    // Every broker a test builds gets a metrics port of its own (the default, 9464, would collide).
+    METRICS_PORT: '0',
     // Most tests mint far more for one user than an honest page does, against tiny quotas: the fair
     // quota stays out of their way. test/fair-quota*.test.ts run it with the shipped defaults.
     TOKEN_BUDGET_PER_USER: '1000000',
@@ -197,6 +200,16 @@ export function assertProblem (t: Test, res: AnswerLike, status: number, code: s
     if (res.body.includes(secret)) t.fail('a secret reached the problem body')
   }
   return body
+}
+
+/** GET on the METRICS_PORT listener (SPEC §8 "Ports"): `/metrics`, or the detailed `/readyz`. */
+export async function opsGet (app: FastifyInstance, path: string): Promise<AnswerLike & { json: () => any }> {
+  await app.ready()
+  const port = app.metrics.listeningOn?.port
+  if (port === undefined) throw new Error('the metrics port is not listening')
+  const res = await request(`http://127.0.0.1:${String(port)}${path}`)
+  const body = await res.body.text()
+  return { statusCode: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body) }
 }
 
 export interface ServerProcess {

@@ -3,7 +3,7 @@ import { request } from 'undici'
 import { ManualClock } from './manual-clock.js'
 import { REFUSAL_MEMORY_MS } from '../src/mangopay/bearer-store.js'
 import {
-  API_KEY, buildTestApp, issuedJwts, post, tokenFor, USER_A, USER_B, USER_C, type TestApp
+  API_KEY, buildTestApp, issuedJwts, opsGet, post, tokenFor, USER_A, USER_B, USER_C, type TestApp
 } from './helpers.js'
 
 /**
@@ -33,7 +33,7 @@ function value (samples: Sample[], name: string, labels: Record<string, string> 
 }
 
 async function scrape (app: TestApp['app']): Promise<{ text: string, samples: Sample[] }> {
-  const res = await app.inject({ method: 'GET', url: '/metrics' })
+  const res = await opsGet(app, '/metrics')
   if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`)
   return { text: res.body, samples: parse(res.body) }
 }
@@ -62,7 +62,7 @@ t.test('a known sequence of requests, then exact counts', async t => {
   await app.inject({ method: 'GET', url: `/no-such-route/${USER_A}` })
   t.same(statuses, [200, 200, 200, 401, 400, 403, 502, 200], 'the sequence went as planned')
 
-  const res = await app.inject({ method: 'GET', url: '/metrics' })
+  const res = await opsGet(app, '/metrics')
   t.equal(res.statusCode, 200)
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
   t.equal(res.headers['cache-control'], 'no-store')
@@ -142,15 +142,15 @@ t.test('several apps in one process keep separate registries', async t => {
 })
 
 t.test('METRICS_PORT: /metrics on its own listener, not on the public one', async t => {
-  const { app } = await buildTestApp(t, { env: { METRICS_PORT: '0' } })
+  const { app } = await buildTestApp(t)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = app.metrics.listeningOn?.port
   t.ok(port !== undefined && port > 0, 'the metrics listener is up')
   const scraped = await request(`http://127.0.0.1:${String(port)}/metrics`)
   t.equal(scraped.statusCode, 200)
   t.match(await scraped.body.text(), /^broker_mangopay_circuit_state 0$/m)
-  const other = await request(`http://127.0.0.1:${String(port)}/readyz`)
-  t.equal(other.statusCode, 404, 'only /metrics there')
+  const other = await request(`http://127.0.0.1:${String(port)}/healthz`)
+  t.equal(other.statusCode, 404, 'only /metrics and /readyz there')
   t.match(other.headers['content-type'], /^application\/problem\+json/, 'refused in problem+json like every other error')
   t.equal(other.headers['cache-control'], 'no-store')
   t.match(await other.body.json(), { status: 404, code: 'not_found', requestId: other.headers['x-request-id'] })
@@ -167,4 +167,5 @@ t.test('METRICS_PORT must differ from PORT', async t => {
   const { baseEnv } = await import('./helpers.js')
   t.throws(() => loadConfig(baseEnv('http://127.0.0.1:1', { PORT: '9100', METRICS_PORT: '9100' })), ConfigError)
   t.equal(loadConfig(baseEnv('http://127.0.0.1:1', { METRICS_PORT: '9100' })).metrics.port, 9100)
+  t.equal(loadConfig(baseEnv('http://127.0.0.1:1', { METRICS_PORT: undefined })).metrics.port, 9464, 'SPEC §8: 9464 by default')
 })

@@ -3,7 +3,7 @@ import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { ConfigError, loadConfig } from '../src/config/index.js'
-import { baseEnv, buildTestApp, post, tokenFor, USER_A, type TestApp } from './helpers.js'
+import { baseEnv, buildTestApp, post, tokenFor, USER_A, type TestApp, opsGet } from './helpers.js'
 import { createTestPki } from './tls-certs.js'
 
 /**
@@ -57,7 +57,7 @@ t.test('a good client certificate: 200, and Mangopay got both calls over mTLS', 
   t.equal(res.statusCode, 200)
   t.equal(res.json().clientToken, broker.emulator.control.minted.at(-1)?.token)
   t.same(broker.emulator.control.calls, { oauth: 1, recipient: 1, checkout: 0, total: 2 })
-  const metrics = (await broker.app.inject({ method: 'GET', url: '/metrics' })).body
+  const metrics = (await opsGet(broker.app, '/metrics')).body
   const expiry = Math.floor(Date.parse(new X509Certificate(pki.client.cert).validTo) / 1000)
   t.match(metrics, new RegExp(`^broker_mangopay_client_certificate_expiry_timestamp_seconds ${expiry}$`, 'm'), 'the certificate expiry is a metric')
 })

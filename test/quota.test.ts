@@ -2,7 +2,7 @@ import t from 'tap'
 import { ManualClock } from './manual-clock.js'
 import { parseRateLimitHeaders, QuotaTracker } from '../src/mangopay/quota.js'
 import { BrokerError } from '../src/errors.js'
-import { buildTestApp, post, tokenFor, USER_A } from './helpers.js'
+import { buildTestApp, post, tokenFor, USER_A, opsGet } from './helpers.js'
 
 /** SPEC §4 "Quota": keep MANGOPAY_QUOTA_RESERVE of every window; stop calling until reset. */
 
@@ -175,7 +175,7 @@ t.test('through the broker: at the reserve, 503 with Retry-After and no further 
   t.equal(refused.headers['retry-after'], '900', 'Retry-After counts down to the window reset')
   t.notMatch(refused.body, /rec_|chk_/)
 
-  const ready = await app.inject({ url: '/readyz' })
+  const ready = await opsGet(app, '/readyz')
   t.equal(ready.statusCode, 200, 'the quota view is information in /readyz, not its status')
   t.equal(ready.json().checks.quota.windows.length, 2)
   t.equal(ready.json().checks.quota.blocked.reason, 'reserve')

@@ -4,7 +4,7 @@ import { mangopayConfig } from './mangopay.js'
 import { redisConfig } from './redis.js'
 import type { Env } from './schema.js'
 import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
-import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
+import { corsConfig, loadSheddingConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
 
 // The one place the environment is read: every start-up problem in one ConfigError; only `mangopay` holds the API key.
 
@@ -35,8 +35,9 @@ function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
     rateLimit: rateLimitConfig(env),
     /** Shared state for every instance; the URL may hold a password (it is a secret). */
     redis: redisConfig(env, problems),
-    /** `/metrics` on its own port when set, instead of the public one. */
-    metrics: metricsConfig(env, problems)
+    /** `/metrics` and the detailed readiness, on their own port (never the public one). */
+    metrics: metricsConfig(env, problems),
+    loadShedding: loadSheddingConfig(env)
   }
 }
 

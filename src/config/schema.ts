@@ -35,7 +35,9 @@ export const EnvSchema = Type.Object({
   MANGOPAY_CIRCUIT_FAILURE_RATIO: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   MANGOPAY_CIRCUIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
   MANGOPAY_CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
-  METRICS_PORT: Type.Optional(Port()),
+  METRICS_PORT: Port(9464),
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
+  LOAD_SHED_MAX_EVENT_LOOP_UTILIZATION: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
 
   AUTH_MODE: Type.Union([Type.Literal('jwt'), Type.Literal('forward'), Type.Literal('dev')]),
   AUTH_JWKS_URL: Type.Optional(Text()),

@@ -41,8 +41,16 @@ export function rateLimitConfig (env: Env) {
 }
 
 export function metricsConfig (env: Env, problems: string[]) {
-  if (env.METRICS_PORT !== undefined && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
+  if (env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
     problems.push('METRICS_PORT must differ from PORT')
   }
   return { port: env.METRICS_PORT }
+}
+
+/** Past either bound the broker answers 503 `overloaded` rather than queue (0 turns a bound off). */
+export function loadSheddingConfig (env: Env) {
+  return {
+    maxEventLoopDelayMs: env.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: env.LOAD_SHED_MAX_EVENT_LOOP_UTILIZATION
+  }
 }

@@ -42,6 +42,7 @@ process.stdout.write(`
     Demo page                   ${demo.brokerUrl}/
     Same page, another origin   ${demo.frontendUrl}/   (calls the broker cross-origin)
     Mangopay emulator           ${demo.emulator.url}
+    Metrics, detailed readiness http://127.0.0.1:${String(demo.app.metrics.listeningOn?.port)}/metrics, /readyz
 
   Pick a sample user, log in, press "Recipients token" / "Checkout token". Ctrl+C stops.
 

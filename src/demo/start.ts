@@ -119,6 +119,8 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
         AUTH_MODE: 'dev',
         LOG_LEVEL: options.logLevel ?? 'info',
         SHUTDOWN_DELAY_MS: '0',
+        // A free port: several demos (and the browser tests) run side by side.
+        METRICS_PORT: '0',
         // Someone trying the demo presses the buttons far more often than a page would.
         TOKEN_BUDGET_PER_USER: '30',
         TOKEN_BUDGET_PER_SESSION: '60',

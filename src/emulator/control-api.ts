@@ -42,6 +42,9 @@ function parseFault (value: unknown): Fault | undefined {
       return { kind: 'redirect', location: value.location, status: value.status }
     case 'rate-limited':
       return Number.isInteger(value.resetInS) && isCount(value.resetInS, 1) ? { kind: 'rate-limited', resetInS: value.resetInS } : undefined
+    case 'echo-credentials':
+      if (!Number.isInteger(value.status) || !isCount(value.status, 400) || value.status > 599) return undefined
+      return { kind: 'echo-credentials', status: value.status }
     default:
       return undefined
   }

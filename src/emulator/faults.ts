@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http'
-import { genericError, JSON_TYPE, rateLimited, responseHeaders, send, writable, type Reply } from './replies.js'
-import type { Fault } from './types.js'
+import { genericError, JSON_TYPE, mangopayError, oauthError, rateLimited, responseHeaders, send, writable, type Reply } from './replies.js'
+import type { EndpointName, Fault } from './types.js'
 
 const TRICKLE_BYTES = 8
 
@@ -24,6 +24,9 @@ export class Timers {
 
 export interface FaultContext {
   res: ServerResponse
+  endpoint: EndpointName
+  /** The request's Authorization header, for the fault that echoes it. */
+  authorization: string | undefined
   rateHeaders: Record<string, string>
   timers: Timers
   now: number
@@ -63,6 +66,9 @@ export function applyFault (fault: Fault, ctx: FaultContext): void {
       return
     case 'rate-limited':
       send(res, rateLimited(ctx.now), spendShortestWindow(rateHeaders, ctx.now, fault.resetInS))
+      return
+    case 'echo-credentials':
+      send(res, echoCredentials(fault.status, ctx), rateHeaders)
   }
 }
 
@@ -84,6 +90,17 @@ function spendShortestWindow (rateHeaders: Record<string, string>, now: number, 
   spent['X-RateLimit-Remaining'] = remaining.join(', ')
   spent['X-RateLimit-Reset'] = reset.join(', ')
   return spent
+}
+
+/** The header as sent, and for Basic its decoded `ClientId:ApiKey` too. */
+function echoCredentials (status: number, { endpoint, authorization, now }: FaultContext): Reply {
+  const sent = authorization ?? '(none)'
+  const basic = /^Basic (.+)$/i.exec(sent)?.[1]
+  const decoded = basic === undefined ? '' : ` (${Buffer.from(basic, 'base64').toString()})`
+  const text = `Authorization: ${sent}${decoded} was not accepted`
+  return endpoint === 'oauth'
+    ? oauthError(status, 'invalid_client', text)
+    : mangopayError(status, 'forbidden_ressource', text, now)
 }
 
 function statusReply (fault: Extract<Fault, { kind: 'status' }>, now: number): Reply {

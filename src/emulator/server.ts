@@ -96,6 +96,8 @@ export async function startEmulator (options: EmulatorOptions): Promise<Emulator
     }
     applyFault(fault, {
       res,
+      endpoint,
+      authorization: req.headers.authorization,
       rateHeaders,
       timers,
       now,

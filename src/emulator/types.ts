@@ -73,6 +73,8 @@ export type Fault =
   | { kind: 'redirect', status?: number, location: string }
   /** Mangopay's 429, its headers showing the shortest window spent until `resetInS` from now. */
   | { kind: 'rate-limited', resetInS: number }
+  /** An error in the endpoint's dialect whose text repeats the request's credentials (a careless upstream). */
+  | { kind: 'echo-credentials', status: number }
 
 /** `target` defaults to 'any', `times` to Infinity. */
 export interface FaultRule { target?: FaultTarget, times?: number, fault: Fault }

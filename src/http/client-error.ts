@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { ErrorCode } from '../errors.js'
-import { problemBody } from './problem.js'
+import { JSON_CSP, problemBody } from './problem.js'
 
 // Errors Node's parser raises before Fastify sees a request: problem+json like any refusal, then the socket closes.
 const BY_PARSER_CODE: Record<string, [number, ErrorCode, string]> = {
@@ -25,7 +25,10 @@ export function handleClientError (err: NodeJS.ErrnoException, socket: Socket, l
     'Content-Type: application/problem+json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Cache-Control: no-store',
+    'Pragma: no-cache',
     'X-Content-Type-Options: nosniff',
+    'Referrer-Policy: no-referrer',
+    `Content-Security-Policy: ${JSON_CSP}`,
     `X-Request-Id: ${problem.requestId}`,
     'Connection: close',
     '',

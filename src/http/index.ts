@@ -2,14 +2,16 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Lifecycle } from '../lifecycle.js'
 import cors from './cors.js'
-import problem from './problem.js'
+import { loadShedding, type LoadSheddingOptions } from './load-shedding.js'
+import problem, { HSTS, JSON_CSP } from './problem.js'
 
 export { serverOptions } from './options.js'
-export { commonHeaders, problemBody, sendProblem } from './problem.js'
+export { commonHeaders, JSON_CSP, problemBody, sendProblem } from './problem.js'
 
 export interface InboundOptions {
   lifecycle: Lifecycle
   origins: readonly string[]
+  loadShedding: LoadSheddingOptions
 }
 
 async function inbound (app: FastifyInstance, options: InboundOptions): Promise<void> {
@@ -31,6 +33,15 @@ async function inbound (app: FastifyInstance, options: InboundOptions): Promise<
     // Only GET /v1/client.js (a public script) sets its own caching; everything else is no-store.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     reply.header('x-content-type-options', 'nosniff')
+    reply.header('referrer-policy', 'no-referrer')
+    reply.header('pragma', 'no-cache')
+    const type = reply.getHeader('content-type')
+    // A JSON answer is data, never a document: nothing in it may load or frame anything.
+    if (typeof type === 'string' && (type.startsWith('application/json') || type.startsWith('application/problem+json'))) {
+      reply.header('content-security-policy', JSON_CSP)
+    }
+    // HTTPS directly, or per X-Forwarded-Proto from a TRUST_PROXY address (Fastify's request.protocol).
+    if (request.protocol === 'https') reply.header('strict-transport-security', HSTS)
     // close() waits for every connection, and one idle for the keep-alive timeout would outlast it.
     if (lifecycle.shuttingDown) reply.header('connection', 'close')
     done(null, payload)
@@ -38,6 +49,7 @@ async function inbound (app: FastifyInstance, options: InboundOptions): Promise<
 
   await app.register(problem)
   await app.register(cors, { origins: options.origins })
+  await loadShedding(app, options.loadShedding)
 }
 
 export default fp(inbound, { name: 'inbound', fastify: '5.x' })

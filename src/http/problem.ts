@@ -29,9 +29,20 @@ declare module 'fastify' {
   }
 }
 
-// Routed answers get these from onSend; this is for those written where no hook runs (frameworkErrors, METRICS_PORT).
+export const JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+/** One year; no includeSubDomains: the broker does not speak for its parent domain's other hosts. */
+export const HSTS = 'max-age=31536000'
+
+// Routed answers get these from onSend; this is for JSON written where no hook runs (frameworkErrors, METRICS_PORT).
 export function commonHeaders (requestId: string): Record<string, string> {
-  return { 'x-request-id': requestId, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+  return {
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+    pragma: 'no-cache',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': JSON_CSP
+  }
 }
 
 export function problemBody (status: number, code: ErrorCode, detail: string, requestId: string): Problem {
@@ -85,6 +96,7 @@ export function answerFrameworkError (err: FastifyError, request: FastifyRequest
     : new BrokerError('bad_request', 'The request URL is malformed.')
   request.log.info({ req: request, code: error.code, fastify: err.code }, `refused: ${error.code}`)
   reply.headers(commonHeaders(request.id))
+  if (request.protocol === 'https') reply.header('strict-transport-security', HSTS)
   sendProblem(reply, error)
 }
 

@@ -6,7 +6,7 @@ import { checkEmbeddedTokenResponse } from './schemas.js'
 import type { EmbeddedTokenReuse } from './token-reuse.js'
 import { upstreamTimeout, type UpstreamResponse } from './transport.js'
 import { invalidAnswer, parseAnswer, parseUpstreamError, upstreamError } from './upstream-errors.js'
-import type { CallOptions, EmbeddedKind, EmbeddedToken } from './types.js'
+import type { CallOptions, EmbeddedKind, EmbeddedToken, SecretSink } from './types.js'
 
 export interface EmbeddedTokensOptions {
   clientId: string
@@ -16,6 +16,8 @@ export interface EmbeddedTokensOptions {
   clock: Clock
   /** With EMBEDDED_TOKEN_REUSE_MIN_TTL_S: still-valid tokens are handed again. */
   reuse: EmbeddedTokenReuse | undefined
+  /** Told of each bearer sent and token minted (log scrubbing). */
+  secrets: SecretSink
 }
 
 const timedOut = (): Error => upstreamTimeout()
@@ -70,10 +72,13 @@ export class EmbeddedTokens {
     bearers.accepted(bearer, kind)
     const parsed = parseAnswer(kind, response.text)
     if (!checkEmbeddedTokenResponse.Check(parsed)) throw invalidAnswer(kind)
+    this.#options.secrets.token(parsed.access_token)
     return { accessToken: parsed.access_token, tokenType: 'Bearer', expiresInS: parsed.expires_in, scope: parsed.scope ?? '', issuedAt: sentAt }
   }
 
   #post (kind: EmbeddedKind, bearer: string, body: string, deadline: Deadline): Promise<UpstreamResponse> {
+    // A bearer from another instance (REDIS_URL) was never fetched here.
+    this.#options.secrets.bearer(bearer)
     return this.#options.caller.post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
       authorization: `Bearer ${bearer}`,
       'content-type': 'application/json',

@@ -17,9 +17,9 @@ import { SharedQuotaView } from './shared-quota.js'
 import { certificateExpiresAt, MangopayConnector } from './tls.js'
 import { EmbeddedTokenReuse } from './token-reuse.js'
 import { upstreamTimeout } from './transport.js'
-import type { CallOptions, EmbeddedKind, EmbeddedToken, MangopayObserver } from './types.js'
+import type { CallOptions, EmbeddedKind, EmbeddedToken, MangopayObserver, SecretSink } from './types.js'
 
-export type { CallEvent, CallOptions, EmbeddedKind, EmbeddedToken, MangopayEndpoint, MangopayObserver } from './types.js'
+export type { CallEvent, CallOptions, EmbeddedKind, EmbeddedToken, MangopayEndpoint, MangopayObserver, SecretSink } from './types.js'
 export type { Bearer, BearerEvent } from './bearer-store.js'
 export type { CircuitState } from './circuit-breaker.js'
 export { reserveFloor, type QuotaShare, type QuotaSnapshot, type QuotaWindow, type QuotaWindows } from './quota.js'
@@ -36,6 +36,8 @@ export interface MangopayDeps {
   observer?: MangopayObserver
   /** How often pauses other instances published are read (default 1000 ms). */
   quotaSyncIntervalMs?: number | undefined
+  /** Told of the API key, the Basic value, each bearer and each minted token (log scrubbing). */
+  secrets?: SecretSink | undefined
 }
 
 /** What readiness (SPEC §2) learns from the Mangopay side. */
@@ -75,10 +77,12 @@ const READINESS_RETRY_MS = 5000
 const READINESS_BEARER_WAIT_MS = 3000
 
 const noObserver: MangopayObserver = { response () {}, bearer () {}, call () {} }
+const noSecretSink: SecretSink = { credential () {}, bearer () {}, token () {} }
 
 export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Mangopay {
   const { logger, clock, redis } = deps
   const observer = deps.observer ?? noObserver
+  const secrets = deps.secrets ?? noSecretSink
   // Always TLS 1.2+ with verification; the connector lets SIGHUP swap the mTLS material.
   const connector = deps.dispatcher === undefined ? new MangopayConnector(config.tls?.material, connectTimeoutMs(config.timeoutMs)) : undefined
   const pool = deps.dispatcher ?? createPool(new URL(config.baseUrl).origin, { timeoutMs: config.timeoutMs, connections: 64, keepAliveTimeoutMs: 30_000, connector: connector?.connect })
@@ -96,7 +100,7 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
   sharedQuota?.follow(quota)
 
   const caller = new MangopayCaller({ pool, baseUrl: config.baseUrl, timeoutMs: config.timeoutMs, retries: config.retries, circuit: config.circuit, quota, clock, logger, observer })
-  const oauth = new OAuthClient({ clientId: config.clientId, apiKey: config.apiKey, caller, timeoutMs: config.timeoutMs, logger })
+  const oauth = new OAuthClient({ clientId: config.clientId, apiKey: config.apiKey, caller, timeoutMs: config.timeoutMs, logger, secrets })
   const sharedBearers = redis === undefined
     ? undefined
     : new RedisSharedBearers({ redis, clock, log: logger, clientId: config.clientId, baseUrl: config.baseUrl, apiKey: config.apiKey, timeoutMs: config.timeoutMs })
@@ -110,7 +114,7 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
     }
   })
   const reuse = config.reuseMinTtlS > 0 ? new EmbeddedTokenReuse({ clock, minTtlS: config.reuseMinTtlS }) : undefined
-  const embedded = new EmbeddedTokens({ clientId: config.clientId, timeoutMs: config.timeoutMs, caller, bearers, clock, reuse })
+  const embedded = new EmbeddedTokens({ clientId: config.clientId, timeoutMs: config.timeoutMs, caller, bearers, clock, reuse, secrets })
   const reloadSecrets = createSecretsReloader({
     config,
     connector,

@@ -3,6 +3,7 @@ import { withDeadline } from '../upstream/index.js'
 import type { BearerGrant } from './bearer-store.js'
 import type { MangopayCaller } from './caller.js'
 import { checkOAuthTokenResponse } from './schemas.js'
+import type { SecretSink } from './types.js'
 import { invalidAnswer, parseAnswer, upstreamError } from './upstream-errors.js'
 
 /** The client-credentials exchange (SPEC §1, step 1): the only place the API key is used. */
@@ -11,13 +12,15 @@ export class OAuthClient {
   readonly #caller: MangopayCaller
   readonly #timeoutMs: number
   readonly #logger: FastifyBaseLogger
+  readonly #secrets: SecretSink
   #basic: string
 
-  constructor (options: { clientId: string, apiKey: string, caller: MangopayCaller, timeoutMs: number, logger: FastifyBaseLogger }) {
+  constructor (options: { clientId: string, apiKey: string, caller: MangopayCaller, timeoutMs: number, logger: FastifyBaseLogger, secrets: SecretSink }) {
     this.#clientId = options.clientId
     this.#caller = options.caller
     this.#timeoutMs = options.timeoutMs
     this.#logger = options.logger
+    this.#secrets = options.secrets
     this.#basic = this.#encode(options.apiKey)
   }
 
@@ -40,10 +43,15 @@ export class OAuthClient {
     }
     const parsed = parseAnswer('oauth', response.text)
     if (!checkOAuthTokenResponse.Check(parsed)) throw invalidAnswer('oauth')
+    this.#secrets.bearer(parsed.access_token)
     return { accessToken: parsed.access_token, expiresIn: parsed.expires_in }
   }
 
+  /** Known to the log scrubber before it is ever sent, so an answer echoing it is scrubbed too. */
   #encode (apiKey: string): string {
-    return Buffer.from(`${this.#clientId}:${apiKey}`).toString('base64')
+    const basic = Buffer.from(`${this.#clientId}:${apiKey}`).toString('base64')
+    this.#secrets.credential(apiKey)
+    this.#secrets.credential(basic)
+    return basic
   }
 }

@@ -41,3 +41,12 @@ export interface MangopayObserver {
   bearer (event: BearerEvent): void
   call (event: CallEvent): void
 }
+
+/** Told of every secret value the room uses, so the logs can be scrubbed of it (SPEC §8 "Logs"). */
+export interface SecretSink {
+  /** An API key or a Basic value. */
+  credential (value: string): void
+  bearer (value: string): void
+  /** A minted embedded token. */
+  token (value: string): void
+}

@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
 import { isoTime } from '../fast-paths/index.js'
+import { LiveSecrets } from './live-secrets.js'
 
 /** Every finished line is checked: a value under one of these keys, at any depth and in any case, is replaced. */
 export const SENSITIVE_KEYS: ReadonlySet<string> = new Set([
@@ -79,12 +80,22 @@ function requestFields (request: { method: string, url: string, ip: string }): {
   return { method: request.method, url: loggedUrl(request.url), remoteAddress: request.ip }
 }
 
+const liveSecrets = new WeakMap<Logger, LiveSecrets>()
+
+/** The secrets a logger made by createLogger scrubs from every line; the Mangopay room tells it which. */
+export function liveSecretsOf (logger: Logger): LiveSecrets | undefined {
+  return liveSecrets.get(logger)
+}
+
 export function createLogger (level: string, destination: DestinationStream = standardOutput()): Logger {
-  return pino({
+  const secrets = new LiveSecrets()
+  const logger = pino({
     level,
     base: { service: 'mangopay-token-broker' },
     timestamp: isoTime,
     serializers: { req: requestFields },
-    hooks: { streamWrite: censorLine }
+    hooks: { streamWrite: line => censorLine(secrets.scrub(line)) }
   }, destination)
+  liveSecrets.set(logger, secrets)
+  return logger
 }

@@ -1,12 +1,10 @@
-import { randomUUID } from 'node:crypto'
-import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BudgetRefusal } from '../limits/index.js'
 import { reserveFloor, type BearerEvent, type CallEvent, type CircuitState, type EmbeddedKind, type Mangopay, type MangopayEndpoint, type MangopayObserver } from '../mangopay/index.js'
-import { commonHeaders, problemBody } from '../http/index.js'
+import { listenForOperations, type DetailedReadiness } from './ops-listener.js'
 
 /**
  * Prometheus metrics (SPEC §5), in a registry of the app's own (tests run several apps). Labels
@@ -39,7 +37,7 @@ export class BrokerMetrics implements MangopayObserver {
   readonly circuitRejections: Counter<'endpoint'>
   readonly budgetRefusals: Counter<'reason'>
   #sources: MetricsSources | undefined
-  /** Where the separate METRICS_PORT listener ended up (port 0 picks one). */
+  /** Where the METRICS_PORT listener ended up (port 0 picks one). */
   listeningOn: AddressInfo | undefined
 
   constructor () {
@@ -186,9 +184,10 @@ declare module 'fastify' {
 
 export interface MetricsPluginOptions {
   metrics: BrokerMetrics
-  /** Serve /metrics on this port (same host) instead of the main listener. */
-  port?: number
+  /** METRICS_PORT: /metrics and the detailed readiness are served there (same host), never on PORT. */
+  port: number
   host: string
+  readiness: () => Promise<DetailedReadiness>
 }
 
 async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOptions): Promise<void> {
@@ -206,50 +205,7 @@ async function metricsPlugin (app: FastifyInstance, options: MetricsPluginOption
     done()
   })
 
-  if (options.port === undefined) {
-    app.get('/metrics', async (_request, reply) => {
-      reply.type(metrics.registry.contentType)
-      return await metrics.registry.metrics()
-    })
-    return
-  }
-
-  // A listener of its own, so metrics need not be exposed where browsers reach the broker.
-  // Its refusals are problem+json like every other (SPEC §2), the path not echoed.
-  const refuse = (res: ServerResponse, status: 404 | 500, code: 'not_found' | 'internal_error', detail: string): void => {
-    const requestId = randomUUID()
-    res.writeHead(status, { 'content-type': 'application/problem+json', ...commonHeaders(requestId) })
-      .end(JSON.stringify(problemBody(status, code, detail, requestId)))
-  }
-  const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
-      refuse(res, 404, 'not_found', 'Only GET /metrics is served here.')
-      return
-    }
-    metrics.registry.metrics().then(
-      text => res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
-      (err: unknown) => {
-        app.log.error({ err }, 'metrics collection failed')
-        refuse(res, 500, 'internal_error', 'The metrics could not be collected.')
-      }
-    )
-  })
-  app.addHook('onReady', async () => {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(options.port, options.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    metrics.listeningOn = server.address() as AddressInfo
-    app.log.info({ metrics: { port: metrics.listeningOn.port } }, 'metrics listening')
-  })
-  app.addHook('onClose', async () => {
-    if (!server.listening) return
-    server.closeAllConnections()
-    await new Promise<void>(resolve => server.close(() => resolve()))
-  })
+  listenForOperations(app, { metrics, readiness: options.readiness, port: options.port, host: options.host })
 }
 
 export default fp(metricsPlugin, { name: 'metrics', fastify: '5.x', dependencies: ['problem'] })

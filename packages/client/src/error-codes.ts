@@ -25,6 +25,7 @@ const BROKER: Record<ErrorCode, Next> = {
   auth_unavailable: 'retry',
   shared_state_unavailable: 'retry',
   shutting_down: 'retry',
+  overloaded: 'retry',
   internal_error: 'retry'
 }
 
