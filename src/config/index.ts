@@ -5,6 +5,7 @@ import { redisConfig } from './redis.js'
 import type { Env } from './schema.js'
 import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
 import { corsConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
+import { tracingConfig } from './tracing.js'
 
 // The one place the environment is read: every start-up problem in one ConfigError; only `mangopay` holds the API key.
 
@@ -12,6 +13,7 @@ export { JWKS_FETCH_TIMEOUT_MS, type AuthConfig, type JwtAlgorithm, type JwtConf
 export { MANGOPAY_BASE_URLS, type CircuitSettings, type MangopayConfig } from './mangopay.js'
 export { readSecretFile } from './secret-files.js'
 export type { ServerConfig } from './server.js'
+export type { TracingConfig } from './tracing.js'
 export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } from './tls-files.js'
 
 export class ConfigError extends Error {
@@ -35,7 +37,9 @@ function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
     /** Shared state for every instance; the URL may hold a password (it is a secret). */
     redis: redisConfig(env, problems),
     /** `/metrics` on its own port when set, instead of the public one. */
-    metrics: metricsConfig(env, problems)
+    metrics: metricsConfig(env, problems),
+    /** OpenTelemetry: spans exported over OTLP when an endpoint is set; traceparent passed on always. */
+    tracing: tracingConfig(env, problems)
   }
 }
 
