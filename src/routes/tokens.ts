@@ -92,13 +92,28 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
 
   app.decorateRequest('tokenContext', null)
 
+  /** In a span of its own when the request is traced: the identity provider's share of the time. */
+  async function authenticate (request: FastifyRequest, source: string | undefined): Promise<Session> {
+    const span = request.traceSpan?.child('authenticate', { 'broker.credential': source ?? 'none' })
+    if (span === undefined) return await authenticator.authenticate(request)
+    try {
+      return await authenticator.authenticate(request)
+    } catch (err) {
+      span.fail(err)
+      throw err
+    } finally {
+      span.end()
+    }
+  }
+
   /** preHandler: authentication, CSRF and user selection, so the rate limit can key on the result. */
   async function authorize (request: FastifyRequest): Promise<void> {
     // Its answer would most likely be lost with its connection: no quota is spent on it.
     if (lifecycle.closing) throw new BrokerError('shutting_down', 'The broker is shutting down; retry shortly.', { retryAfterS: 1 })
     // SPEC §3.4: before any upstream call, the session endpoint's or the key set's included.
-    checkCsrf(request, authenticator.credentialSource(request), allowedOrigins)
-    const session = await authenticator.authenticate(request)
+    const source = authenticator.credentialSource(request)
+    checkCsrf(request, source, allowedOrigins)
+    const session = await authenticate(request, source)
     // The body has passed the route schema by the time preHandlers run.
     const body = request.body as Static<typeof TokenRequestBody> | undefined
     request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
@@ -111,7 +126,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     // authentication (a forward-mode session call, a key-set fetch) has already spent some of it.
     const budgetMs = Math.max(1, settings.timeoutMs - reply.elapsedTime)
     const beforeMint = (): Promise<void> => budgets.admit({ userId, session }, request.log)
-    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint }))
+    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint, trace: request.traceSpan ?? undefined }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
       event: 'embedded_token_issued',
