@@ -146,7 +146,7 @@ async function main (): Promise<void> {
     const broker = (label: string, entry: string) => async (port: number, wrapper: string[]) => {
       const env = brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: emulator.url, jwksUrl: jwks.url, otlpUrl: otlp?.url })
       const nodeArgs = [...prepared.brokerNodeFlags, ...config.brokerNodeArgs, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), prepared.brokerHelper]
-      const proc = await startListeningProcess({ name: label, cwd: ROOT, nodeArgs, env, wrapper, logFile: join(DIR, `${label}.log`), startTimeoutMs: 120_000 }, port)
+      const proc = await startListeningProcess({ name: label, cwd: ROOT, nodeArgs, env, wrapper, logFile: join(DIR, `${label}.log`), startTimeoutMs: 300_000 }, port)
       return { proc, env }
     }
     const rows: Counted[] = []
@@ -154,7 +154,7 @@ async function main (): Promise<void> {
     if (config.compareEntry !== undefined) rows.push(await measure('compare', broker('compare', resolve(config.compareEntry)), users))
     rows.push(await measure('baseline', async (port, wrapper) => {
       const env = baselineEnv({ port, emulatorUrl: emulator.url })
-      const proc = await startListeningProcess({ name: 'baseline', cwd: ROOT, nodeArgs: [prepared.baselineHelper], env, wrapper, startTimeoutMs: 120_000 }, port)
+      const proc = await startListeningProcess({ name: 'baseline', cwd: ROOT, nodeArgs: [prepared.baselineHelper], env, wrapper, startTimeoutMs: 300_000 }, port)
       return { proc, env }
     }, users))
     const markdown = render(rows, config.brokerEntry ?? 'src/ compiled with tsconfig.build.json, with the flags of `npm start`')
