@@ -7,6 +7,7 @@ import { request } from 'undici'
 import type { BenchConfig } from './config.js'
 import type { UpstreamCalls } from './emulator-control.js'
 import type { JwksServer } from './jwks.js'
+import type { OtlpSink } from './otlp-sink.js'
 import { freePort, startListeningProcess, type Proc } from './processes.js'
 import type { BrokerLife } from './report.js'
 import { OUT, ROOT, brokerEnv, type Prepared } from './setup.js'
@@ -16,6 +17,8 @@ const AUDITED_LEVELS = new Set(['info', 'debug', 'trace'])
 export interface Setup extends Prepared {
   jwks: JwksServer
   emulator: Proc
+  /** BENCH_TRACING=1: where the brokers export their spans. */
+  otlp: OtlpSink | undefined
 }
 
 /** With BENCH_CPU_PROF=1: `node --cpu-prof` flags writing `<name>-<time>.cpuprofile` into bench/out/profiles. */
@@ -66,7 +69,7 @@ export class BrokerRun {
       name: `broker (${this.label})`,
       cwd: ROOT,
       nodeArgs: ['--expose-gc', ...setup.brokerNodeFlags, ...this.config.brokerNodeArgs, ...profileFlags(this.config, `broker-${this.label}`), ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), setup.brokerHelper],
-      env: brokerEnv({ entry, port, logLevel: this.config.brokerLogLevel, emulatorUrl: setup.emulator.url, jwksUrl: setup.jwks.url }),
+      env: brokerEnv({ entry, port, logLevel: this.config.brokerLogLevel, emulatorUrl: setup.emulator.url, jwksUrl: setup.jwks.url, otlpUrl: setup.otlp?.url }),
       logFile: this.logFile,
       ipc: true
     }, port)

@@ -31,6 +31,8 @@ export interface BenchConfig {
   keepLogs: boolean
   /** Exit non-zero when a target is missed. */
   strict: boolean
+  /** The brokers export their spans (OTLP/HTTP) to a sink in the runner: tracing on, as deployed. */
+  tracing: boolean
   /** Where RESULTS.md is written. */
   resultsFile: string
 }
@@ -72,6 +74,7 @@ export function loadBenchConfig (env: NodeJS.ProcessEnv, defaultResultsFile: str
     cpuProf: env.BENCH_CPU_PROF === '1',
     keepLogs: env.BENCH_KEEP_LOGS === '1',
     strict: env.BENCH_STRICT === '1',
+    tracing: env.BENCH_TRACING === '1',
     resultsFile: text(env, 'BENCH_RESULTS_FILE') ?? defaultResultsFile
   }
   // The cold-start burst uses the first users' JWTs.

@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path'
 import { integer, loadBenchConfig, text } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
 import { ensureWrk, runLoad, writeJwtFile } from './load.js'
+import { startOtlpSink } from './otlp-sink.js'
 import { freePort, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { OUT, ROOT, baselineEnv, brokerEnv, emulatorEnv, prepare, say } from './setup.js'
 
@@ -140,11 +141,12 @@ async function main (): Promise<void> {
   }
   const jwks = await startJwksServer(key)
   const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))
+  const otlp = config.tracing ? await startOtlpSink() : undefined
   try {
     const broker = (label: string, entry: string) => async (port: number, wrapper: string[]) => {
-      const env = brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: emulator.url, jwksUrl: jwks.url })
+      const env = brokerEnv({ entry, port, logLevel: config.brokerLogLevel, emulatorUrl: emulator.url, jwksUrl: jwks.url, otlpUrl: otlp?.url })
       const nodeArgs = [...prepared.brokerNodeFlags, ...config.brokerNodeArgs, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), prepared.brokerHelper]
-      const proc = await startListeningProcess({ name: label, cwd: ROOT, nodeArgs, env, wrapper, logFile: join(DIR, `${label}.log`), startTimeoutMs: 120_000 }, port)
+      const proc = await startListeningProcess({ name: label, cwd: ROOT, nodeArgs, env, wrapper, logFile: join(DIR, `${label}.log`), startTimeoutMs: 300_000 }, port)
       return { proc, env }
     }
     const rows: Counted[] = []
@@ -152,7 +154,7 @@ async function main (): Promise<void> {
     if (config.compareEntry !== undefined) rows.push(await measure('compare', broker('compare', resolve(config.compareEntry)), users))
     rows.push(await measure('baseline', async (port, wrapper) => {
       const env = baselineEnv({ port, emulatorUrl: emulator.url })
-      const proc = await startListeningProcess({ name: 'baseline', cwd: ROOT, nodeArgs: [prepared.baselineHelper], env, wrapper, startTimeoutMs: 120_000 }, port)
+      const proc = await startListeningProcess({ name: 'baseline', cwd: ROOT, nodeArgs: [prepared.baselineHelper], env, wrapper, startTimeoutMs: 300_000 }, port)
       return { proc, env }
     }, users))
     const markdown = render(rows, config.brokerEntry ?? 'src/ compiled with tsconfig.build.json, with the flags of `npm start`')
@@ -162,6 +164,8 @@ async function main (): Promise<void> {
   } finally {
     await emulator.stop()
     await jwks.close()
+    if (otlp !== undefined) say(`spans exported: ${otlp.received().batches} batches, ${(otlp.received().bytes / 1e6).toFixed(1)} MB`)
+    await otlp?.close()
   }
 }
 

@@ -11,6 +11,7 @@ import { BrokerRun, profileFlags, waitReady, type Setup } from './broker-run.js'
 import { loadBenchConfig } from './config.js'
 import { createSigningKey, signUserJwts, startJwksServer } from './jwks.js'
 import { burst, ensureWrk, runLoad, writeJwtFile } from './load.js'
+import { startOtlpSink } from './otlp-sink.js'
 import { SETTLE_MS, counted, describe, measured } from './measure.js'
 import { freePort, readMemory, startEmulatorProcess, startListeningProcess, type Proc } from './processes.js'
 import { renderMarkdown, verdicts, type BenchResults, type ColdStart, type MeasuredRun, type MemoryPhase } from './report.js'
@@ -118,8 +119,9 @@ async function main (): Promise<void> {
   if (memoryJwts.length > 0) await writeJwtFile(JWT_FILES.memory, memoryJwts)
   const jwks = await startJwksServer(key)
   const emulator = await startEmulatorProcess(ROOT, emulatorEnv(config.bearerTtlS))
-  const setup: Setup = { ...prepared, jwks, emulator }
-  stops.push(async () => await emulator.stop(), async () => await jwks.close())
+  const otlp = config.tracing ? await startOtlpSink() : undefined
+  const setup: Setup = { ...prepared, jwks, emulator, otlp }
+  stops.push(async () => await emulator.stop(), async () => await jwks.close(), async () => await otlp?.close())
   say(`emulator at ${emulator.url}, JWKS at ${jwks.url}`)
 
   try {

@@ -57,8 +57,9 @@ export async function prepare (cfg: BenchConfig): Promise<Prepared> {
 }
 
 /** The broker's environment: JWT auth against the bench JWKS, rate limits on but out of reach. */
-export function brokerEnv (options: { entry: string, port: number, logLevel: string, emulatorUrl: string, jwksUrl: string }): Record<string, string> {
+export function brokerEnv (options: { entry: string, port: number, logLevel: string, emulatorUrl: string, jwksUrl: string, otlpUrl?: string | undefined }): Record<string, string> {
   return {
+    ...(options.otlpUrl === undefined ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: options.otlpUrl }),
     BENCH_BROKER_ENTRY: options.entry,
     NODE_ENV: 'production',
     HOST: '127.0.0.1',

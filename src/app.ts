@@ -9,7 +9,7 @@ import inbound, { serverOptions } from './http/index.js'
 import type { Lifecycle } from './lifecycle.js'
 import { limitFailedAuthentications, setUpRateLimits } from './limits/index.js'
 import { createMangopay, sharedStateScope, type Mangopay } from './mangopay/index.js'
-import { BrokerMetrics, createLogger, liveSecretsOf, metricsPlugin } from './observability/index.js'
+import { BrokerMetrics, createLogger, createTracing, liveSecretsOf, metricsPlugin, requestSpans } from './observability/index.js'
 import { closeRedisClient, createRedisClient } from './redis/index.js'
 import { clientScriptRoutes } from './routes/client-script.js'
 import { createReadiness, healthRoutes } from './routes/health.js'
@@ -52,6 +52,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   })
 
   const metrics = new BrokerMetrics()
+  // Spans exported when OTEL_* says so; an incoming traceparent is passed on to Mangopay either way.
+  const tracing = await createTracing(config.tracing, app.log)
   // With REDIS_URL the rate limits, the bearer and the quota pause are shared (SPEC §5).
   const redis = config.redis === undefined ? undefined : createRedisClient(config.redis, app.log)
   const mangopay = createMangopay(config.mangopay, {
@@ -60,6 +62,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     redis,
     dispatcher: deps.mangopayDispatcher,
     observer: metrics,
+    tracer: tracing,
     quotaSyncIntervalMs: deps.quotaSyncIntervalMs,
     secrets: liveSecretsOf(logger)
   })
@@ -70,6 +73,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     await auth.close()
     await mangopay.close()
     if (redis !== undefined) await closeRedisClient(redis)
+    await tracing.close()
   })
 
   const readiness = createReadiness({
@@ -81,6 +85,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   })
 
   await app.register(inbound, { lifecycle, origins: config.cors.origins, loadShedding: { ...config.loadShedding, sampleIntervalMs: deps.loadSampleIntervalMs } })
+  await app.register(requestSpans, { tracing })
   // Before the routes, so its hooks see every request.
   await app.register(metricsPlugin, { metrics, port: config.metrics.port, host: config.server.host, readiness })
   if (auth.parsesCookies) await app.register(fastifyCookie)

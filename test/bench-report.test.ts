@@ -158,6 +158,7 @@ t.test('loadBenchConfig(): the defaults are the issue\'s figures', async (t) => 
     cpuProf: false,
     keepLogs: false,
     strict: false,
+    tracing: false,
     resultsFile: DEFAULT_RESULTS_FILE
   })
 })
@@ -179,6 +180,7 @@ t.test('loadBenchConfig(): every variable is read', async (t) => {
     BENCH_CPU_PROF: '1',
     BENCH_KEEP_LOGS: '1',
     BENCH_STRICT: '1',
+    BENCH_TRACING: '1',
     BENCH_RESULTS_FILE: '/tmp/results.md'
   }, DEFAULT_RESULTS_FILE), {
     durationS: 3,
@@ -196,6 +198,7 @@ t.test('loadBenchConfig(): every variable is read', async (t) => {
     cpuProf: true,
     keepLogs: true,
     strict: true,
+    tracing: true,
     resultsFile: '/tmp/results.md'
   })
 })

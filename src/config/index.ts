@@ -5,6 +5,7 @@ import { redisConfig } from './redis.js'
 import type { Env } from './schema.js'
 import { resolveSecretFiles, type SecretFiles } from './secret-files.js'
 import { corsConfig, loadSheddingConfig, metricsConfig, rateLimitConfig, serverConfig } from './server.js'
+import { tracingConfig } from './tracing.js'
 
 // The one place the environment is read: every start-up problem in one ConfigError; only `mangopay` holds the API key.
 
@@ -13,6 +14,7 @@ export { MANGOPAY_BASE_URLS, type CircuitSettings, type MangopayConfig } from '.
 export { checkUrl } from './checks.js'
 export { readSecretFile } from './secret-files.js'
 export type { ServerConfig } from './server.js'
+export type { TracingConfig } from './tracing.js'
 export { reloadTlsMaterial, type TlsFiles, type TlsMaterial, type TlsSettings } from './tls-files.js'
 
 export class ConfigError extends Error {
@@ -37,7 +39,9 @@ function buildConfig (env: Env, secretFiles: SecretFiles, problems: string[]) {
     redis: redisConfig(env, problems),
     /** `/metrics` and the detailed readiness, on their own port (never the public one). */
     metrics: metricsConfig(env, problems),
-    loadShedding: loadSheddingConfig(env)
+    loadShedding: loadSheddingConfig(env),
+    /** OpenTelemetry: spans exported over OTLP when an endpoint is set; traceparent passed on always. */
+    tracing: tracingConfig(env, problems)
   }
 }
 

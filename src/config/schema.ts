@@ -67,6 +67,21 @@ export const EnvSchema = Type.Object({
 
   REDIS_URL: Type.Optional(Text()),
   REDIS_TRUSTED_NETWORK: Type.Union([Type.Literal('true'), Type.Literal('false')], { default: 'false' }),
-  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' })
+  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:._-]+$', default: 'mangopay-broker:' }),
+
+  // OpenTelemetry's standard names (config/tracing.ts).
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
+  OTEL_TRACES_EXPORTER: Type.Union([Type.Literal('otlp'), Type.Literal('none')], { default: 'otlp' }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Text()),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Text()),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Optional(Text()),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(Text()),
+  OTEL_SERVICE_NAME: Type.Optional(Text({ maxLength: 128 })),
+  OTEL_RESOURCE_ATTRIBUTES: Type.Optional(Text()),
+  OTEL_TRACES_SAMPLER: Type.Union([
+    Type.Literal('always_on'), Type.Literal('always_off'), Type.Literal('traceidratio'),
+    Type.Literal('parentbased_always_on'), Type.Literal('parentbased_always_off'), Type.Literal('parentbased_traceidratio')
+  ], { default: 'parentbased_always_on' }),
+  OTEL_TRACES_SAMPLER_ARG: Type.Optional(Type.Number({ minimum: 0, maximum: 1 }))
 })
 export type Env = Static<typeof EnvSchema>

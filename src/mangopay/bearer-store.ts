@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js'
 import { BrokerError } from '../errors.js'
+import type { CallSpan } from './trace.js'
 
 // The one OAuth bearer the broker uses (Mangopay asks for exactly one): refresh-ahead, single
 // flight, and no OAuth call per request while Mangopay refuses. Pure: `fetchBearer` does the I/O.
@@ -31,7 +32,8 @@ export interface SharedBearers {
 }
 
 export interface BearerStoreOptions {
-  fetchBearer: () => Promise<BearerGrant>
+  /** `trace`: the span of the request that needs the bearer, if any. */
+  fetchBearer: (trace?: CallSpan) => Promise<BearerGrant>
   clock: Clock
   onEvent?: (event: BearerEvent) => void
   shared?: SharedBearers | undefined
@@ -70,7 +72,7 @@ export function clampLifetime (expiresIn: unknown): { seconds: number, clamped: 
 }
 
 export class BearerStore {
-  readonly #fetchBearer: () => Promise<BearerGrant>
+  readonly #fetchBearer: (trace?: CallSpan) => Promise<BearerGrant>
   readonly #clock: Clock
   readonly #onEvent: (event: BearerEvent) => void
   readonly #shared: SharedBearers | undefined
@@ -94,8 +96,8 @@ export class BearerStore {
     this.#shared = options.shared
   }
 
-  async current (): Promise<string> {
-    return this.usable() ?? (await this.#refresh('need')).token
+  async current (trace?: CallSpan): Promise<string> {
+    return this.usable() ?? (await this.#refresh('need', trace)).token
   }
 
   /** Without waiting; past `refreshAt` the bearer still serves while a background refresh runs. */
@@ -151,7 +153,7 @@ export class BearerStore {
     return await this.#refresh('rotation')
   }
 
-  #refresh (reason: RefreshReason): Promise<Bearer> {
+  #refresh (reason: RefreshReason, trace?: CallSpan): Promise<Bearer> {
     if (this.#inflight !== undefined) return this.#inflight
     const refusal = this.#credentialsRefused
     if (reason === 'need' && refusal !== undefined && this.#clock.now() < refusal.until) return Promise.reject(refusal.error)
@@ -160,7 +162,7 @@ export class BearerStore {
     let fetched: { seconds: number, clamped: boolean } | undefined
     const fetchNew = async (): Promise<Bearer> => {
       const requestedAt = this.#clock.now()
-      return await this.#fetchBearer().then(grant => {
+      return await this.#fetchBearer(trace).then(grant => {
         const { seconds, clamped } = clampLifetime(grant.expiresIn)
         fetched = { seconds, clamped }
         // Counted from when the request left: conservative.

@@ -4,6 +4,7 @@ import type { BearerStore } from './bearer-store.js'
 import type { MangopayCaller } from './caller.js'
 import { checkEmbeddedTokenResponse } from './schemas.js'
 import type { EmbeddedTokenReuse } from './token-reuse.js'
+import type { CallSpan } from './trace.js'
 import { upstreamTimeout, type UpstreamResponse } from './transport.js'
 import { invalidAnswer, parseAnswer, parseUpstreamError, upstreamError } from './upstream-errors.js'
 import type { CallOptions, EmbeddedKind, EmbeddedToken, SecretSink } from './types.js'
@@ -32,11 +33,27 @@ export class EmbeddedTokens {
 
   mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
     const { reuse, timeoutMs } = this.#options
-    if (reuse === undefined) return this.#mint(kind, userId, options)
+    if (reuse === undefined) return this.#traced(kind, userId, options)
     // Shared by every request for this user and kind, so it has its own deadline rather than the
     // first request's; each request waits for it within its own.
-    const mintShared = (): Promise<EmbeddedToken> => withDeadline(timeoutMs, deadline => this.#mint(kind, userId, { ...options, deadline }))
+    const mintShared = (): Promise<EmbeddedToken> => withDeadline(timeoutMs, deadline => this.#traced(kind, userId, { ...options, deadline }))
     return withinDeadline(reuse.get(kind, userId, mintShared), options.deadline, timedOut)
+  }
+
+  /** The mint's span (no user id in it), under the request's; the calls it makes carry it. */
+  #traced (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
+    const span = options.trace?.child('mangopay.embedded_token', { 'mangopay.endpoint': kind, 'http.request.method': 'POST' }, 'client')
+    if (span === undefined) return this.#mint(kind, userId, options, undefined)
+    return this.#mint(kind, userId, options, span).then(
+      token => {
+        span.end()
+        return token
+      },
+      (err: unknown) => {
+        span.fail(err)
+        span.end()
+        throw err
+      })
   }
 
   /**
@@ -44,17 +61,18 @@ export class EmbeddedTokens {
    * `upstream_auth_failed`. A 401 on the bearer that replaced a refused one seconds ago is
    * `upstream_auth_failed` at once: another would be refused too (bearer-store.ts, YOUNG_BEARER_MS).
    */
-  async #mint (kind: EmbeddedKind, userId: string, options: CallOptions): Promise<EmbeddedToken> {
+  async #mint (kind: EmbeddedKind, userId: string, options: CallOptions, span: CallSpan | undefined): Promise<EmbeddedToken> {
     const { bearers, clock, clientId } = this.#options
     const body = JSON.stringify({ clientId, claims: { userId } })
+    const traceHeaders = span?.headers()
     if (options.beforeMint !== undefined) {
       // A refusal the guards would give anyway must not cost the caller its budget.
       this.#options.caller.assertCallable(kind)
       await options.beforeMint()
     }
-    let bearer = bearers.usable() ?? await withinDeadline(bearers.current(), options.deadline, timedOut)
+    let bearer = bearers.usable() ?? await withinDeadline(bearers.current(span), options.deadline, timedOut)
     let sentAt = clock.now()
-    let response = await this.#post(kind, bearer, body, options.deadline)
+    let response = await this.#post(kind, bearer, body, options.deadline, traceHeaders)
     if (response.status === 401) {
       const refusal = { mangopay: parseUpstreamError(kind, 401, response.text) }
       if (bearers.isYoung(bearer, sentAt, kind)) {
@@ -63,11 +81,12 @@ export class EmbeddedTokens {
       } else {
         options.log.warn(refusal, 'Mangopay refused the bearer; re-authenticating once')
         bearers.invalidate(bearer, sentAt)
-        bearer = await withinDeadline(bearers.current(), options.deadline, timedOut)
+        bearer = await withinDeadline(bearers.current(span), options.deadline, timedOut)
         sentAt = clock.now()
-        response = await this.#post(kind, bearer, body, options.deadline)
+        response = await this.#post(kind, bearer, body, options.deadline, traceHeaders)
       }
     }
+    span?.setAttribute('http.response.status_code', response.status)
     if (response.status !== 200) throw upstreamError(kind, response)
     bearers.accepted(bearer, kind)
     const parsed = parseAnswer(kind, response.text)
@@ -76,13 +95,14 @@ export class EmbeddedTokens {
     return { accessToken: parsed.access_token, tokenType: 'Bearer', expiresInS: parsed.expires_in, scope: parsed.scope ?? '', issuedAt: sentAt }
   }
 
-  #post (kind: EmbeddedKind, bearer: string, body: string, deadline: Deadline): Promise<UpstreamResponse> {
+  #post (kind: EmbeddedKind, bearer: string, body: string, deadline: Deadline, traceHeaders: Record<string, string> | undefined): Promise<UpstreamResponse> {
     // A bearer from another instance (REDIS_URL) was never fetched here.
     this.#options.secrets.bearer(bearer)
     return this.#options.caller.post(kind, `/v2.01/oauth/token/embedded/${kind}`, {
       authorization: `Bearer ${bearer}`,
       'content-type': 'application/json',
-      accept: 'application/json'
+      accept: 'application/json',
+      ...traceHeaders
     }, body, deadline)
   }
 }

@@ -16,10 +16,12 @@ import { RedisSharedBearers, sharedStateScope } from './shared-bearer.js'
 import { SharedQuotaView } from './shared-quota.js'
 import { certificateExpiresAt, MangopayConnector } from './tls.js'
 import { EmbeddedTokenReuse } from './token-reuse.js'
+import type { CallTracer } from './trace.js'
 import { upstreamTimeout } from './transport.js'
 import type { CallOptions, EmbeddedKind, EmbeddedToken, MangopayObserver, SecretSink } from './types.js'
 
 export type { CallEvent, CallOptions, EmbeddedKind, EmbeddedToken, MangopayEndpoint, MangopayObserver, SecretSink } from './types.js'
+export type { CallSpan, CallTracer } from './trace.js'
 export type { Bearer, BearerEvent } from './bearer-store.js'
 export type { CircuitState } from './circuit-breaker.js'
 export { reserveFloor, type QuotaShare, type QuotaSnapshot, type QuotaWindow, type QuotaWindows } from './quota.js'
@@ -34,6 +36,8 @@ export interface MangopayDeps {
   /** Tests may pass their own; by default a Pool is created, and closed by `close()`. */
   dispatcher?: Dispatcher | undefined
   observer?: MangopayObserver
+  /** Spans for the calls no request made (bearers fetched ahead of need); a request's come with its CallOptions. */
+  tracer?: CallTracer | undefined
   /** How often pauses other instances published are read (default 1000 ms). */
   quotaSyncIntervalMs?: number | undefined
   /** Told of the API key, the Basic value, each bearer and each minted token (log scrubbing). */
@@ -100,14 +104,14 @@ export function createMangopay (config: MangopayConfig, deps: MangopayDeps): Man
   sharedQuota?.follow(quota)
 
   const caller = new MangopayCaller({ pool, baseUrl: config.baseUrl, timeoutMs: config.timeoutMs, retries: config.retries, circuit: config.circuit, quota, clock, logger, observer })
-  const oauth = new OAuthClient({ clientId: config.clientId, apiKey: config.apiKey, caller, timeoutMs: config.timeoutMs, logger, secrets })
+  const oauth = new OAuthClient({ clientId: config.clientId, apiKey: config.apiKey, caller, timeoutMs: config.timeoutMs, logger, secrets, tracer: deps.tracer })
   const sharedBearers = redis === undefined
     ? undefined
     : new RedisSharedBearers({ redis, clock, log: logger, clientId: config.clientId, baseUrl: config.baseUrl, apiKey: config.apiKey, timeoutMs: config.timeoutMs })
   const bearers = new BearerStore({
     clock,
     shared: sharedBearers,
-    fetchBearer: async () => await oauth.requestBearer(),
+    fetchBearer: async trace => await oauth.requestBearer(trace),
     onEvent: event => {
       logBearerEvent(logger, event)
       observer.bearer(event)

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Deadline } from '../upstream/index.js'
 import type { BearerEvent } from './bearer-store.js'
 import type { CircuitTransition } from './circuit-breaker.js'
+import type { CallSpan } from './trace.js'
 
 export type EmbeddedKind = 'recipient' | 'checkout'
 export type RetryReason = 'network' | `status_${number}`
@@ -25,6 +26,8 @@ export interface CallOptions {
   log: FastifyBaseLogger
   /** Runs before a token is minted, not when a held one is handed again; it may refuse (the fair quota). */
   beforeMint?: () => Promise<void>
+  /** The request's span: the Mangopay calls made for it carry its trace (SPEC §8 "Tracing"). */
+  trace?: CallSpan | undefined
 }
 
 /** What the resilience policy did, for metrics (the client logs it too). */

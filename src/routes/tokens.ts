@@ -93,6 +93,20 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
 
   app.decorateRequest('tokenContext', null)
 
+  /** In a span of its own when the request is traced: the identity provider's share of the time. */
+  async function authenticate (request: FastifyRequest, source: string | undefined): Promise<Session> {
+    const span = request.traceSpan?.child('authenticate', { 'broker.credential': source ?? 'none' })
+    if (span === undefined) return await authenticator.authenticate(request)
+    try {
+      return await authenticator.authenticate(request)
+    } catch (err) {
+      span.fail(err)
+      throw err
+    } finally {
+      span.end()
+    }
+  }
+
   /** preHandler: authentication, CSRF and user selection, so the rate limit can key on the result. */
   async function authorize (request: FastifyRequest): Promise<void> {
     // Its answer would most likely be lost with its connection: no quota is spent on it.
@@ -102,8 +116,9 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
     let session: Session | undefined
     try {
       // SPEC §3.4: before any upstream call, the session endpoint's or the key set's included.
-      checkCsrf(request, authenticator.credentialSource(request), allowedOrigins)
-      session = await authenticator.authenticate(request)
+      const source = authenticator.credentialSource(request)
+      checkCsrf(request, source, allowedOrigins)
+      session = await authenticate(request, source)
       request.tokenContext = { session, userId: selectMangopayUser(session, body?.userId) }
     } catch (err) {
       throw withSecurityEvent(err, request, { subject: session?.subject, mangopayUserId: body?.userId })
@@ -135,7 +150,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRoutesOpt
         throw withSecurityEvent(err, request, asked(request))
       }
     }
-    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint }))
+    const token = await withDeadline(budgetMs, deadline => mangopay.mintEmbeddedToken(kind, userId, { deadline, log: request.log, beforeMint, trace: request.traceSpan ?? undefined }))
     const response = toResponse(token, userId)
     auditTokenIssued(request, reply, {
       event: 'embedded_token_issued',
