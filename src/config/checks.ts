@@ -37,15 +37,20 @@ export function isLoopbackHost (hostname: string): boolean {
   return host === 'localhost' || (ipaddr.isValid(host) && ipaddr.parse(host).range() === 'loopback')
 }
 
-/** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
-export function checkUrl (name: string, value: string, problems: string[]): string | undefined {
-  let url: URL
+/** `value` as an absolute URL, or a problem naming `name`. */
+export function parseUrl (name: string, value: string, problems: string[]): URL | undefined {
   try {
-    url = new URL(value)
+    return new URL(value)
   } catch {
     problems.push(`${name} must be an absolute URL`)
     return undefined
   }
+}
+
+/** An absolute http(s) URL; plain http only to loopback, so nothing secret crosses a network unencrypted. */
+export function checkUrl (name: string, value: string, problems: string[]): string | undefined {
+  const url = parseUrl(name, value, problems)
+  if (url === undefined) return undefined
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
     problems.push(`${name} must use https (plain http is allowed only for loopback hosts)`)
     return undefined

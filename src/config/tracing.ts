@@ -1,3 +1,4 @@
+import { parseUrl } from './checks.js'
 import type { Env } from './schema.js'
 
 /** OpenTelemetry's standard variables (SPEC §8 "Tracing"): what is exported, where, and how much. */
@@ -6,13 +7,8 @@ const TRACES_PATH = 'v1/traces'
 
 // Plain http is allowed anywhere: a collector beside the broker is the usual set-up, and spans carry no secrets.
 function exportUrl (name: string, value: string, problems: string[]): string | undefined {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    problems.push(`${name} must be an absolute URL`)
-    return undefined
-  }
+  const url = parseUrl(name, value, problems)
+  if (url === undefined) return undefined
   if (url.protocol !== 'https:' && url.protocol !== 'http:') problems.push(`${name} must be an http or https URL`)
   else if (url.username !== '' || url.password !== '') problems.push(`${name} must not contain credentials (use OTEL_EXPORTER_OTLP_HEADERS)`)
   else return url.href
