@@ -17,16 +17,17 @@ function busyWait (ms: number): void {
 
 t.test('a blocked event loop: token requests get 503 overloaded with Retry-After; liveness still answers', async t => {
   const { app, emulator } = await buildTestApp(t, {
-    env: { LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '30' },
+    env: { LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '100' },
     deps: { loadSampleIntervalMs: 20 }
   })
   const jwt = await tokenFor(USER_A)
   const mint = async () => await post(app, '/v1/tokens/recipients', { token: jwt })
-  t.equal((await mint()).statusCode, 200, 'served while the loop is free')
+  // On a crowded machine the loop can be late by itself at first: wait until it is free.
+  await until('a token request to be served while the loop is free', async () => (await mint()).statusCode === 200, 20_000)
   const callsBefore = emulator.control.calls.total
 
-  // 200 ms of every ~200 ms busy: requests still get through between the slices.
-  const hog = setInterval(() => busyWait(200), 1)
+  // 300 ms of every ~300 ms busy: requests still get through between the slices.
+  const hog = setInterval(() => busyWait(300), 1)
   let shed: LightMyRequestResponse | undefined
   let liveness: LightMyRequestResponse | undefined
   try {
