@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { exportJWK, generateKeyPair } from 'jose'
-import { API_KEY, AUDIENCE, ISSUER, USER_A, assertProblem, baseEnv, buildTestApp, opsGet, post, signJwt, spawnServer, startTestEmulator, tokenFor, until, RSA_PUBLIC_PEM, type TestApp } from './helpers.js'
+import { API_KEY, AUDIENCE, ISSUER, USER_A, assertProblem, buildTestApp, opsGet, post, serverEnv, signJwt, spawnServer, startTestEmulator, tokenFor, unusedPort, until, RSA_PUBLIC_PEM, type TestApp } from './helpers.js'
 import { createTestPki } from './tls-certs.js'
 
 /**
@@ -17,17 +17,6 @@ import { createTestPki } from './tls-certs.js'
 
 const RECIPIENTS = '/v1/tokens/recipients'
 type Line = Record<string, any>
-
-/** A port on loopback where nothing listens. */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 async function listen (t: Test, server: Server): Promise<string> {
   server.listen(0, '127.0.0.1')
@@ -43,7 +32,7 @@ const causeLines = (broker: TestApp, upstream: string): Line[] => (broker.logs.l
 const recoveryLines = (broker: TestApp, upstream: string): Line[] => (broker.logs.lines() as Line[]).filter(l => l.upstream === upstream && l.recovered !== undefined)
 
 t.test('a wrong MANGOPAY_BASE_URL port: ECONNREFUSED and host:port, logged once; the opening circuit names it', async t => {
-  const port = await closedPort()
+  const port = await unusedPort()
   const broker = await buildTestApp(t, { env: { MANGOPAY_BASE_URL: `http://127.0.0.1:${port}`, MANGOPAY_CIRCUIT_FAILURES: '2' } })
   const jwt = await tokenFor(USER_A)
   for (let i = 0; i < 3; i++) t.equal((await post(broker.app, RECIPIENTS, { token: jwt })).statusCode, 503)
@@ -183,7 +172,7 @@ t.test('an identity provider that fails: its cause once per change, and its reco
 })
 
 t.test('a session endpoint that refuses connections: ECONNREFUSED and host:port, once', async t => {
-  const port = await closedPort()
+  const port = await unusedPort()
   const broker = await buildTestApp(t, { env: { AUTH_JWT_PUBLIC_KEY: undefined, AUTH_ISSUER: undefined, AUTH_AUDIENCE: undefined, AUTH_MODE: 'forward', AUTH_FORWARD_URL: `http://127.0.0.1:${port}/session` } })
   for (let i = 0; i < 2; i++) assertProblem(t, await post(broker.app, RECIPIENTS, { headers: { authorization: 'Bearer opaque' } }), 503, 'auth_unavailable')
   t.match(causeLines(broker, 'identity_provider'), [{ cause: { code: 'ECONNREFUSED', host: `127.0.0.1:${port}` } }])
@@ -214,11 +203,7 @@ t.test('each SIGHUP reload logs its outcome, uncensored: reloaded, unchanged, fa
 
 t.test('the start-up line states the effective settings without secrets', async t => {
   const emulator = await startTestEmulator(t)
-  const server = spawnServer(t, baseEnv(emulator.url, {
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    SHUTDOWN_DELAY_MS: '0',
+  const server = spawnServer(t, serverEnv(emulator.url, {
     CORS_ORIGINS: 'https://shop.example.com',
     REDIS_URL: 'redis://127.0.0.1:6379',
     EMBEDDED_TOKEN_REUSE_MIN_TTL_S: '120'

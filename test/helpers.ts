@@ -1,5 +1,6 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -106,6 +107,22 @@ export function baseEnv (mangopayBaseUrl: string, overrides: Record<string, stri
     TOKEN_BUDGET_FIRST_TOKEN_SHARE: '0',
     ...overrides
   }
+}
+
+/** `baseEnv` for a server process of its own: a port the kernel picks, info logs, no shutdown delay. */
+export function serverEnv (mangopayBaseUrl: string, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return baseEnv(mangopayBaseUrl, { HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', SHUTDOWN_DELAY_MS: '0', ...overrides })
+}
+
+/** A loopback port nothing listens on: bound once, then released. */
+export async function unusedPort (): Promise<number> {
+  const probe = createServer()
+  probe.listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const { port } = probe.address() as AddressInfo
+  probe.close()
+  await once(probe, 'close')
+  return port
 }
 
 export async function startTestEmulator (t: TestContext, options: Partial<EmulatorOptions> = {}): Promise<Emulator> {

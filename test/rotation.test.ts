@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config/index.js'
 import { ManualClock } from './manual-clock.js'
 import type { SecretsReloadResult } from '../src/mangopay/index.js'
 import {
-  API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer, until
+  API_KEY, assertNoSecrets, baseEnv, buildTestApp, captureLogs, CLIENT_ID, post, serverEnv, startTestEmulator, tokenFor, USER_A, type TestApp, spawnServer, until
 } from './helpers.js'
 
 /**
@@ -284,11 +284,7 @@ t.test('a real SIGHUP to the server process: rotated, and the process keeps serv
   const emulator = await startTestEmulator(t)
   const keyFile = join(tempDir(t), 'mangopay-api-key')
   writeFileSync(keyFile, API_KEY)
-  const server = spawnServer(t, baseEnv(emulator.url, {
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    SHUTDOWN_DELAY_MS: '0',
+  const server = spawnServer(t, serverEnv(emulator.url, {
     MANGOPAY_API_KEY: undefined,
     MANGOPAY_API_KEY_FILE: keyFile
   }))

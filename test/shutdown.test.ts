@@ -1,9 +1,9 @@
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import {
-  USER_A, assertNoSecrets, assertProblem, baseEnv, buildTestApp, startTestEmulator, tokenFor, spawnServer, until
+  USER_A, assertNoSecrets, assertProblem, baseEnv, buildTestApp, startTestEmulator, tokenFor, spawnServer, unusedPort, until
 } from './helpers.js'
 
 /**
@@ -17,19 +17,9 @@ import {
 const SHUTDOWN_DELAY_MS = 1500
 const UPSTREAM_LATENCY_MS = 3000
 
-async function freePort (): Promise<number> {
-  const probe = createServer()
-  probe.listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as AddressInfo
-  probe.close()
-  await once(probe, 'close')
-  return port
-}
-
 t.test('SIGTERM: readiness 503 during the delay, the in-flight request completes, exit 0', async t => {
   const emulator = await startTestEmulator(t)
-  const port = await freePort()
+  const port = await unusedPort()
   const base = `http://127.0.0.1:${port}`
   const agent = new Agent()
   t.teardown(async () => await agent.close())

@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { ConfigError, loadConfig } from '../src/config/index.js'
 import type { Emulator, ReceivedRequest } from '../src/emulator/index.js'
 import {
-  USER_A, assertNoSecrets, baseEnv, buildTestApp, startTestEmulator, spawnServer, tokenFor, until, type TestContext
+  USER_A, assertNoSecrets, baseEnv, buildTestApp, serverEnv, startTestEmulator, spawnServer, tokenFor, until, type TestContext
 } from './helpers.js'
 
 /**
@@ -207,11 +207,7 @@ t.test('with an OTLP endpoint, the request, authentication, bearer fetch and min
 t.test('the server process exports its last spans when it stops', async t => {
   const receiver = await startReceiver(t)
   const emulator = await startTestEmulator(t)
-  const server = spawnServer(t, baseEnv(emulator.url, {
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    SHUTDOWN_DELAY_MS: '0',
+  const server = spawnServer(t, serverEnv(emulator.url, {
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`
   }))
   let base: string | undefined
