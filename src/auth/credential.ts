@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { BrokerError } from '../errors.js'
 import type { CredentialSource } from './types.js'
@@ -65,5 +65,5 @@ export function presentedCredential (request: FastifyRequest, cookieName: string
 /** A digest naming a presented credential, so it can be remembered without being kept. */
 export function credentialDigest (credential: Presented | undefined): string | undefined {
   if (credential === undefined || credential.ambiguous === true) return undefined
-  return createHash('sha256').update(`${credential.source}\n${credential.value}`).digest('base64url')
+  return hash('sha256', `${credential.source}\n${credential.value}`, 'base64url')
 }
