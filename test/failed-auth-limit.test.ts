@@ -5,9 +5,9 @@ import { BrokerError } from '../src/errors.js'
 import type { Authenticator, Session } from '../src/auth/index.js'
 
 /**
- * The turns of one address (auth/failed-auth-limit.ts), on their own: at most as many
- * authentications at once as failures are left, the rest waiting; every turn taken is given
- * back, whatever happens. Through the HTTP surface in rate-limit.test.ts.
+ * The turns of one address (limits/failed-auth.ts, where a refusal costs a session call), on
+ * their own: at most as many authentications at once as failures are left, the rest waiting;
+ * every turn taken is given back, whatever happens. Through the HTTP surface in forward-auth.test.ts.
  */
 
 const SESSION: Session = { subject: 'alice', mangopayUserIds: ['user_1'] }
@@ -24,9 +24,11 @@ function harness (remaining: number, ttlInSeconds = 60) {
   const limit: FailedAuthLimit = {
     async standing (): Promise<FailedAuthStanding> {
       if (standingFails) throw new Error('the store is down')
-      return { address: '192.0.2.1', remaining, ttlInSeconds }
+      return { address: '192.0.2.1', remaining, ttlInSeconds, exceeded: false }
     },
-    async record () {}
+    async record () {
+      return { address: '192.0.2.1', remaining, ttlInSeconds, exceeded: false }
+    }
   }
   const inner: Authenticator = {
     credentialSource: () => 'header',

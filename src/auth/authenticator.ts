@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Clock } from '../clock.js'
 import type { JwtConfig } from '../config/index.js'
 import { BrokerError } from '../errors.js'
-import { AmbiguousCredential, credentialDigest, MissingCredential, presentedCredential } from './credential.js'
+import { AmbiguousCredential, MissingCredential, presentedCredential } from './credential.js'
 import { createJwtVerifier } from './jwt.js'
 import { cacheVerifications } from './verify-cache.js'
 import { mangopayUserIdsFromClaim } from './session.js'
@@ -33,7 +33,7 @@ export function createJwtAuthenticator (jwt: JwtConfig, options: { userIdClaim: 
     ...(verifier.ready === undefined ? {} : { ready: verifier.ready }),
     close: async () => { await verifier.close?.() },
     credentialSource: request => presentedCredential(request, options.cookieName)?.source,
-    credentialKey: request => credentialDigest(presentedCredential(request, options.cookieName)),
+    verifiesLocally: true,
     async authenticate (request) {
       const claims = await verify(tokenFrom(request, options.cookieName))
       return {

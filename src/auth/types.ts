@@ -20,6 +20,8 @@ export interface Authenticator {
   credentialSource (request: FastifyRequest): CredentialSource | undefined
   /** A digest naming the presented credential (never the credential), so a verified one can be recognised. */
   credentialKey? (request: FastifyRequest): string | undefined
+  /** Refusing a wrong credential costs only a local check (keys are refetched at most every 30 s): every one is verified. */
+  verifiesLocally?: boolean
   /** Readiness of the identity provider the mode depends on; absent when it needs none (a fixed key). */
   ready?: () => Promise<boolean>
 }

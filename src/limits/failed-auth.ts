@@ -5,12 +5,14 @@ import { BrokerError, isBrokerError } from '../errors.js'
 import { MissingCredential, type Authenticator, type Session } from '../auth/index.js'
 
 // SPEC §8 "Failed sign-ins": the per-address limit bounds the work spent on credentials that fail; a credential
-// that verifies is always served.
+// that verifies is always served. Where refusing costs only a local check (jwt, dev), every credential is verified
+// and the limit answers failures alone; where it costs the platform a session call (forward), new credentials from
+// an address that has spent its failures take turns.
 
 /** What @fastify/rate-limit's `createRateLimit` returns, as much of it as is used here. */
 export type RateLimitCounter = (request: FastifyRequest, options?: { increment?: boolean }) => Promise<
   | { isAllowed: true, key: string }
-  | { isAllowed: false, key: string, remaining: number, ttlInSeconds: number }
+  | { isAllowed: false, key: string, remaining: number, ttlInSeconds: number, isExceeded: boolean }
 >
 
 export interface FailedAuthStanding {
@@ -19,30 +21,31 @@ export interface FailedAuthStanding {
   remaining: number
   /** Until its window ends (0 while it has none). */
   ttlInSeconds: number
+  /** More failures than the limit allows in this window. */
+  exceeded: boolean
 }
 
 export interface FailedAuthLimit {
   /** Where the caller's address stands; counts nothing. */
   standing (request: FastifyRequest): Promise<FailedAuthStanding>
-  record (request: FastifyRequest): Promise<void>
+  /** Counts one failure; where the address stands after it. */
+  record (request: FastifyRequest): Promise<FailedAuthStanding>
 }
 
 export function createFailedAuthLimit (counter: RateLimitCounter): FailedAuthLimit {
+  const standing = (state: Awaited<ReturnType<RateLimitCounter>>): FailedAuthStanding => state.isAllowed
+    ? { address: state.key, remaining: Infinity, ttlInSeconds: 0, exceeded: false }
+    : { address: state.key, remaining: state.remaining, ttlInSeconds: state.ttlInSeconds, exceeded: state.isExceeded }
   return {
-    async standing (request) {
-      const state = await counter(request, { increment: false })
-      if (state.isAllowed) return { address: state.key, remaining: Infinity, ttlInSeconds: 0 }
-      return { address: state.key, remaining: state.remaining, ttlInSeconds: state.ttlInSeconds }
-    },
-    async record (request) {
-      await counter(request)
-    }
+    standing: async request => standing(await counter(request, { increment: false })),
+    record: async request => standing(await counter(request))
   }
 }
 
-function tooManyFailures (request: FastifyRequest, retryAfterS: number): BrokerError {
+function tooManyFailures (request: FastifyRequest, retryAfterS: number, cause?: unknown): BrokerError {
   return new BrokerError('rate_limited', `Too many failed sign-in attempts from this address; retry in ${Math.max(1, Math.ceil(retryAfterS))} s.`, {
     retryAfterS,
+    cause,
     logFields: { rateLimit: { scope: 'auth_failures_per_ip', ip: request.ip } }
   })
 }
@@ -72,17 +75,53 @@ interface Lane { busy: boolean, closedUntil: number }
 /** Ends a turn; told whether the credential failed. */
 type Release = (failed: boolean) => void
 
+/** One warning, the first time a request arrives with X-Forwarded-For that is not believed. */
+function sharedAddressWarning (trustsProxy: boolean | undefined): (request: FastifyRequest) => void {
+  let warned = trustsProxy !== false
+  return request => {
+    if (warned || request.headers['x-forwarded-for'] === undefined) return
+    warned = true
+    request.log.warn('X-Forwarded-For is present but TRUST_PROXY is unset: every client counts as the proxy\'s address, for the failed sign-in limit too')
+  }
+}
+
+export function limitFailedAuthentications (authenticator: Authenticator, limit: FailedAuthLimit, options: FailedAuthOptions = {}): Authenticator {
+  const warn = sharedAddressWarning(options.trustsProxy)
+  return authenticator.verifiesLocally === true
+    ? verifyingEach(authenticator, limit, warn)
+    : takingTurns(authenticator, limit, options, warn)
+}
+
+// A refusal costs one signature check, about what the request itself costs (docs/benchmark.md), so none is held
+// back: past the limit, failures alone are answered 429.
+function verifyingEach (authenticator: Authenticator, limit: FailedAuthLimit, warn: (request: FastifyRequest) => void): Authenticator {
+  return {
+    verifiesLocally: true,
+    credentialSource: request => authenticator.credentialSource(request),
+    async authenticate (request) {
+      warn(request)
+      try {
+        return await authenticator.authenticate(request)
+      } catch (err) {
+        if (!isFailedSignIn(err)) throw err
+        const after = await limit.record(request)
+        if (after.exceeded) throw tooManyFailures(request, after.ttlInSeconds, err)
+        throw err
+      }
+    }
+  }
+}
+
 // While an address has failures left it runs at most that many authentications at once, the rest waiting. Once
 // spent, a new credential goes through a lane of one, closed for `paceMs` after each failure: an attacker gets
-// about 2 × max verifications per window, and an honest new credential still gets through between them.
-export function limitFailedAuthentications (authenticator: Authenticator, limit: FailedAuthLimit, options: FailedAuthOptions = {}): Authenticator {
+// about 2 × max session calls per window, and an honest new credential still gets through between them.
+function takingTurns (authenticator: Authenticator, limit: FailedAuthLimit, options: FailedAuthOptions, warn: (request: FastifyRequest) => void): Authenticator {
   const clock = options.clock ?? systemClock
   const paceMs = options.paceMs ?? 3000
   // Per instance, so N instances run at most N × `max`: a shared count would cost Redis round trips per request.
   const gates = new Map<string, Gate>()
   const lanes = new LRUCache<string, Lane>({ max: SPENT_ADDRESSES })
   const verified = new LRUCache<string, true>({ max: VERIFIED_CREDENTIALS })
-  let warnedSharedAddress = options.trustsProxy !== false
 
   function release (address: string, gate: Gate): void {
     const next = gate.waiting.shift()
@@ -157,10 +196,7 @@ export function limitFailedAuthentications (authenticator: Authenticator, limit:
     credentialSource: request => authenticator.credentialSource(request),
     ...(authenticator.credentialKey === undefined ? {} : { credentialKey: authenticator.credentialKey.bind(authenticator) }),
     async authenticate (request) {
-      if (!warnedSharedAddress && request.headers['x-forwarded-for'] !== undefined) {
-        warnedSharedAddress = true
-        request.log.warn('X-Forwarded-For is present but TRUST_PROXY is unset: every client counts as the proxy\'s address, for the failed sign-in limit too')
-      }
+      warn(request)
       // Nothing to verify, so nothing to limit: the authenticator refuses it at once.
       if (authenticator.credentialSource(request) === undefined) return await authenticator.authenticate(request)
       const key = authenticator.credentialKey?.(request)
