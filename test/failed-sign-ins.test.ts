@@ -34,7 +34,7 @@ t.test('a credential that verified before is served from an address that has spe
 t.test('jwt mode, a spent address: every new valid credential is served at once, however many forged ones come along', async t => {
   // The clock stands still: the window never ends, so nothing here is served by waiting.
   const clock = new ManualClock()
-  const { app, emulator } = await buildTestApp(t, { env: { ...SPEND, TOKEN_BUDGET_PER_USER: '100', TOKEN_BUDGET_PER_SESSION: '100' }, deps: { clock } })
+  const { app, emulator, logs } = await buildTestApp(t, { env: { ...SPEND, TOKEN_BUDGET_PER_USER: '100', TOKEN_BUDGET_PER_SESSION: '100' }, deps: { clock } })
   for (let i = 0; i < 3; i++) assertProblem(t, await post(app, RECIPIENTS, { token: `bad-${i}` }), 401, 'unauthenticated')
 
   const good = await tokenFor(USER_A)
@@ -48,6 +48,10 @@ t.test('jwt mode, a spent address: every new valid credential is served at once,
   t.equal(forgedAnswers.length, 50)
   for (const res of forgedAnswers) assertProblem(t, res, 429, 'rate_limited')
   t.equal(forgedAnswers[0]?.headers['retry-after'], '60', 'a forged one is told when the window ends')
+  const events = logs.lines().filter(l => l.code === 'rate_limited')
+  t.equal(events.length, 50, 'each is logged')
+  t.match(events[0], { rateLimit: { scope: 'auth_failures_per_ip' }, securityEvent: { ip: '127.0.0.1', route: RECIPIENTS } }, 'as a security event')
+  t.notOk(logs.text().includes(forge(good)), 'without the credential')
 
   const late = await post(app, RECIPIENTS, { token: await tokenFor(USER_B, {}, { subject: 'idp|latecomer' }) })
   t.equal(late.statusCode, 200, 'right after the flood, without waiting, a new credential is served too')
