@@ -58,9 +58,9 @@ function isFailedSignIn (err: unknown): boolean {
 // Enough for a cold start's burst from one proxy or NAT to wait its turn; the failures stay bounded by `max`.
 export const MAX_WAITING_PER_ADDRESS = 1000
 /** Credentials that verified lately, by digest: served without a turn, whatever their address has sent. */
-export const VERIFIED_CREDENTIALS = 10_000
+const VERIFIED_CREDENTIALS = 10_000
 /** Addresses whose failures are spent, each with its one-at-a-time lane. */
-export const SPENT_ADDRESSES = 50_000
+const SPENT_ADDRESSES = 50_000
 
 export interface FailedAuthOptions {
   clock?: Clock
@@ -96,7 +96,6 @@ export function limitFailedAuthentications (authenticator: Authenticator, limit:
 // back: past the limit, failures alone are answered 429.
 function verifyingEach (authenticator: Authenticator, limit: FailedAuthLimit, warn: (request: FastifyRequest) => void): Authenticator {
   return {
-    verifiesLocally: true,
     credentialSource: request => authenticator.credentialSource(request),
     async authenticate (request) {
       warn(request)
@@ -194,7 +193,6 @@ function takingTurns (authenticator: Authenticator, limit: FailedAuthLimit, opti
 
   return {
     credentialSource: request => authenticator.credentialSource(request),
-    ...(authenticator.credentialKey === undefined ? {} : { credentialKey: authenticator.credentialKey.bind(authenticator) }),
     async authenticate (request) {
       warn(request)
       // Nothing to verify, so nothing to limit: the authenticator refuses it at once.
