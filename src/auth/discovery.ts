@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Dispatcher } from 'undici'
 import { checkUrl } from '../config/index.js'
-import { readBounded, withDeadline } from '../upstream/index.js'
+import { hostPort, readBounded, rootCode, withDeadline } from '../upstream/index.js'
 
 // OpenID Connect Discovery 1.0 and RFC 8414: where an issuer publishes its metadata, and the one field the broker needs.
 
@@ -43,8 +43,6 @@ export function discoveryUrls (issuer: string): URL[] {
   ]
 }
 
-const hostPort = (url: URL): string => `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`
-
 /** The document's body, or undefined when this URL has none (any status below 500 but 200: the next URL is tried). */
 async function fetchDocument (dispatcher: Dispatcher, url: URL, timeoutMs: number): Promise<unknown> {
   const where = hostPort(url)
@@ -54,7 +52,7 @@ async function fetchDocument (dispatcher: Dispatcher, url: URL, timeoutMs: numbe
       // undici's `request` follows no redirect: a 3xx is "not here".
       response = await dispatcher.request({ origin: url.origin, path: url.pathname, method: 'GET', headers: { accept: 'application/json' }, signal: deadline })
     } catch (err) {
-      throw new DiscoveryFailed(`the discovery document at ${where} cannot be fetched (${(err as { code?: string }).code ?? (err as Error).name})`, where, { cause: err })
+      throw new DiscoveryFailed(`the discovery document at ${where} cannot be fetched (${deadline.timedOut ? 'timeout' : rootCode(err)})`, where, { cause: err })
     }
     if (response.statusCode !== 200) {
       await response.body.dump({ limit: MAX_DOCUMENT_BYTES }).catch(() => {})
@@ -65,7 +63,7 @@ async function fetchDocument (dispatcher: Dispatcher, url: URL, timeoutMs: numbe
     try {
       text = await readBounded(response.body, MAX_DOCUMENT_BYTES)
     } catch (err) {
-      throw new DiscoveryFailed(`the discovery document at ${where} was cut off (${(err as { code?: string }).code ?? (err as Error).name})`, where, { cause: err })
+      throw new DiscoveryFailed(`the discovery document at ${where} was cut off (${deadline.timedOut ? 'timeout' : rootCode(err)})`, where, { cause: err })
     }
     if (text === undefined) throw new DiscoveryFailed(`the discovery document at ${where} is larger than ${MAX_DOCUMENT_BYTES} bytes`, where)
     try {
