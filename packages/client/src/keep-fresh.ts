@@ -1,6 +1,6 @@
 import { isRetryable } from './error-codes.js'
 import { clearedError, TokenClientError } from './errors.js'
-import type { EmbeddedToken, KeepFreshOptions, TokenKind } from './options.js'
+import type { EmbeddedToken, KeepFreshOptions } from './options.js'
 
 /** A token as received: the broker's expiresIn counted from receipt, so client clock skew does not matter. */
 export interface Received {
@@ -9,7 +9,6 @@ export interface Received {
 }
 
 export interface KeeperSettings {
-  kind: TokenKind
   onToken: (token: EmbeddedToken) => void
   options: KeepFreshOptions
   now: () => number

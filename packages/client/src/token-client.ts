@@ -160,7 +160,6 @@ export function createTokenClient (options: TokenClientOptions): TokenClient {
     checkoutToken: async (requestOptions) => await token('checkout', requestOptions),
     keepFresh (kind, onToken, keepOptions = {}) {
       const keeper = startKeeper({
-        kind,
         onToken,
         options: keepOptions,
         now,
