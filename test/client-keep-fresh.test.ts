@@ -22,7 +22,6 @@ t.test('hands a new token 60 s before expiry, each in an object of its own', asy
   t.equal(secondsAt(broker.requests[2]), 1680, 'and again 60 s before the second one expires')
 
   t.not(seen.tokens[1], seen.tokens[2], 'a new object each time')
-  seen.tokens[2]!.clientToken = 'changed by the page'
   t.same(seen.errors, [], 'no error on the way')
 
   stop()
@@ -202,6 +201,10 @@ t.test('keepers of the same kind and user share requests, with each other and wi
   await settle()
   t.equal(broker.requests.length, 1, 'two keepers and a call: one request')
   t.equal(called.clientToken, 'chk_1')
+  t.not(a.seen.tokens[0], b.seen.tokens[0], 'one answer, an object of its own for each keeper')
+  a.seen.tokens[0]!.clientToken = 'changed by the page'
+  t.equal(b.seen.tokens[0]?.clientToken, 'chk_1', 'what one page changes, another keeper does not see')
+  t.equal((await tokens.checkoutToken()).clientToken, 'chk_1', 'nor does the cache')
 
   await advance(300_000)
   const c = watcher()
@@ -210,7 +213,8 @@ t.test('keepers of the same kind and user share requests, with each other and wi
   t.equal(broker.requests.length, 1, 'a later keeper starts from the cached token')
   await advance(540_000)
   t.equal(broker.requests.length, 2, 'one refresh for all three')
-  for (const seen of [a.seen, b.seen, c.seen]) t.same(seen.tokens.map(token => token.clientToken), ['chk_1', 'chk_2'])
+  t.same(a.seen.tokens.map(token => token.clientToken), ['changed by the page', 'chk_2'])
+  for (const seen of [b.seen, c.seen]) t.same(seen.tokens.map(token => token.clientToken), ['chk_1', 'chk_2'])
 
   tokens.keepFresh('checkout', () => {}, { userId: 'user_m_other' })
   await settle()
