@@ -63,7 +63,6 @@ export function presentedCredential (request: FastifyRequest, cookieName: string
 }
 
 /** A digest naming a presented credential, so it can be remembered without being kept. */
-export function credentialDigest (credential: Presented | undefined): string | undefined {
-  if (credential === undefined || credential.ambiguous === true) return undefined
+export function credentialDigest (credential: Presented): string {
   return hash('sha256', `${credential.source}\n${credential.value}`, 'base64url')
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import type { Dispatcher } from 'undici'
@@ -68,11 +67,6 @@ function credentialsOf (presented: Presented): Credentials {
     : { cookie: presented.cookiePair, authorization: undefined }
 }
 
-/** The cache key: a digest, so no cookie or token is ever kept as a key. */
-function cacheKey (credentials: Credentials): string {
-  return createHash('sha256').update(JSON.stringify([credentials.cookie ?? null, credentials.authorization ?? null])).digest('base64url')
-}
-
 export class ForwardAuthenticator implements Authenticator {
   readonly #url: URL
   readonly #timeoutMs: number
@@ -114,7 +108,8 @@ export class ForwardAuthenticator implements Authenticator {
   }
 
   credentialKey (request: FastifyRequest): string | undefined {
-    return credentialDigest(presentedCredential(request, this.#cookieName, true))
+    const presented = presentedCredential(request, this.#cookieName, true)
+    return presented === undefined || presented.ambiguous === true ? undefined : credentialDigest(presented)
   }
 
   async authenticate (request: FastifyRequest): Promise<Session> {
@@ -123,7 +118,7 @@ export class ForwardAuthenticator implements Authenticator {
     if (presented.ambiguous === true) throw new AmbiguousCredential()
     // Another scheme (Basic…) is not passed on: the browser may have attached it by itself.
     if (presented.source === 'header' && !/^Bearer /i.test(presented.value)) throw unauthenticated({ scheme: 'not Bearer' })
-    const answer = await this.#lookup(credentialsOf(presented))
+    const answer = await this.#lookup(presented)
     if (!answer.ok) throw unauthenticated({ status: answer.status })
     return { subject: answer.subject, mangopayUserIds: answer.mangopayUserIds, userIdClaim: this.#userIdClaim }
   }
@@ -147,10 +142,11 @@ export class ForwardAuthenticator implements Authenticator {
     if (this.#ownsDispatcher) await this.#dispatcher.close()
   }
 
-  /** Concurrent lookups of the same credentials share one call (lru-cache's `fetch`). */
-  async #lookup (credentials: Credentials): Promise<Answer> {
-    const key = cacheKey(credentials)
-    const answer = await this.#answers.fetch(key, { context: credentials }) as Answer
+  /** Concurrent lookups of the same credential share one call (lru-cache's `fetch`). */
+  async #lookup (presented: Presented): Promise<Answer> {
+    // The key is the digest the failed sign-in limit knows the credential by: no cookie or token is kept as a key.
+    const key = credentialDigest(presented)
+    const answer = await this.#answers.fetch(key, { context: credentialsOf(presented) }) as Answer
     // A 403, 404 or 3xx more likely means a misconfigured endpoint than a bad session: asked again.
     if (!this.#cacheAnswers || !(answer.ok || answer.status === 401)) this.#answers.delete(key)
     return answer
