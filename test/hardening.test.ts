@@ -41,9 +41,13 @@ t.test('oversized headers → 431 problem+json', async t => {
   t.match(res.headers['content-type'], /^application\/problem\+json/)
   t.equal(res.headers['x-content-type-options'], 'nosniff')
   t.equal(res.headers['cache-control'], 'no-store')
+  t.equal(res.headers.pragma, 'no-cache')
+  t.equal(res.headers['referrer-policy'], 'no-referrer')
+  t.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'")
   const body = await res.body.json() as Record<string, unknown>
   t.equal(body.code, 'request_header_fields_too_large')
   t.equal(body.status, 431)
+  t.equal(res.headers['x-request-id'], body.requestId, 'the request id of the body')
 })
 
 t.test('a slow-header client is cut off by the server', async t => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { ErrorCode } from '../errors.js'
-import { JSON_CSP, problemBody } from './problem.js'
+import { commonHeaders, problemBody } from './problem.js'
 
 // Errors Node's parser raises before Fastify sees a request: problem+json like any refusal, then the socket closes.
 const BY_PARSER_CODE: Record<string, [number, ErrorCode, string]> = {
@@ -20,18 +20,11 @@ export function handleClientError (err: NodeJS.ErrnoException, socket: Socket, l
   // One line, like any refusal: the parser's code says what was wrong, never the bytes that were sent.
   log.info({ requestId: problem.requestId, code, clientError: err.code ?? 'unknown', ip: socket.remoteAddress }, `refused: ${code} (client error)`)
   const body = JSON.stringify(problem)
-  socket.end([
-    `HTTP/1.1 ${status} ${problem.title}`,
-    'Content-Type: application/problem+json; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Cache-Control: no-store',
-    'Pragma: no-cache',
-    'X-Content-Type-Options: nosniff',
-    'Referrer-Policy: no-referrer',
-    `Content-Security-Policy: ${JSON_CSP}`,
-    `X-Request-Id: ${problem.requestId}`,
-    'Connection: close',
-    '',
-    body
-  ].join('\r\n'))
+  const headers = {
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    ...commonHeaders(problem.requestId),
+    connection: 'close'
+  }
+  socket.end([`HTTP/1.1 ${status} ${problem.title}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`), '', body].join('\r\n'))
 }

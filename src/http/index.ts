@@ -6,7 +6,7 @@ import { loadShedding, type LoadSheddingOptions } from './load-shedding.js'
 import problem, { HSTS, JSON_CSP } from './problem.js'
 
 export { serverOptions } from './options.js'
-export { commonHeaders, JSON_CSP, problemBody, sendProblem } from './problem.js'
+export { commonHeaders, problemBody, sendProblem } from './problem.js'
 
 export interface InboundOptions {
   lifecycle: Lifecycle

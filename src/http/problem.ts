@@ -33,7 +33,8 @@ export const JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
 /** One year; no includeSubDomains: the broker does not speak for its parent domain's other hosts. */
 export const HSTS = 'max-age=31536000'
 
-// Routed answers get these from onSend; this is for JSON written where no hook runs (frameworkErrors, METRICS_PORT).
+// Routed answers get these from onSend; this is for JSON written where no hook runs (frameworkErrors, the parser's
+// refusals, METRICS_PORT).
 export function commonHeaders (requestId: string): Record<string, string> {
   return {
     'x-request-id': requestId,
