@@ -2,7 +2,7 @@ import t from 'tap'
 import type { FastifyRequest } from 'fastify'
 import { ManualClock } from './manual-clock.js'
 import { ForwardAuthenticator } from '../src/auth/forward.js'
-import { assertProblem, buildTestApp, post, USER_A, USER_C, type TestContext } from './helpers.js'
+import { assertProblem, buildTestApp, opsGet, post, USER_A, USER_C, type TestContext } from './helpers.js'
 import { startSessionServer } from './session-server.js'
 
 /**
@@ -261,6 +261,7 @@ t.test('readiness: the session endpoint is a configured dependency', async t => 
   t.equal(session.received[0]?.cookie, undefined)
   t.equal(session.received[0]?.authorization, undefined)
   t.equal((await ready()).statusCode, 200)
+  t.equal((await opsGet(app, '/readyz')).json().checks.identityProvider, 'ok', 'the detailed readiness names it')
   t.equal(session.received.length, 1, 'an answer within the last 30 s is trusted: not asked again')
 
   await session.close()
