@@ -70,6 +70,22 @@ t.test('a session cookie whose name appears twice is 401, in jwt and forward mod
   t.equal(session.received.length, 0, 'the session endpoint is not asked to pick one')
 })
 
+t.test('a session cookie sent twice is no failed sign-in: a sibling subdomain cannot lock the address out', async t => {
+  const limit = { CORS_ORIGINS: APP_ORIGIN, AUTH_FAILURE_LIMIT_MAX: '2' }
+  const jwtApp = await buildTestApp(t, { env: { ...limit, AUTH_COOKIE_NAME: 'session' } })
+  const planted = `session=${await tokenFor(USER_A)}; session=planted`
+  for (let i = 0; i < 4; i++) assertProblem(t, await post(jwtApp.app, RECIPIENTS, { headers: { cookie: planted, ...proofs } }), 401, 'unauthenticated')
+  // Counted, the third would have been 429.
+  for (let i = 0; i < 2; i++) assertProblem(t, await post(jwtApp.app, RECIPIENTS, { token: 'not-a-jwt' }), 401, 'unauthenticated')
+  assertProblem(t, await post(jwtApp.app, RECIPIENTS, { token: 'not-a-jwt' }), 429, 'rate_limited')
+
+  const session = await startSessionServer(t)
+  const forward = await buildTestApp(t, { env: { ...limit, AUTH_MODE: 'forward', AUTH_FORWARD_URL: session.url, AUTH_COOKIE_NAME: 'sid' } })
+  for (let i = 0; i < 4; i++) assertProblem(t, await post(forward.app, RECIPIENTS, { headers: { cookie: 'sid=alice; sid=planted', ...proofs } }), 401, 'unauthenticated')
+  t.equal((await post(forward.app, RECIPIENTS, { headers: { cookie: 'sid=alice', ...proofs } })).statusCode, 200, 'the address still has its turns')
+  t.equal(session.received.length, 1, 'only the single cookie was asked about')
+})
+
 t.test('start-up warns when AUTH_COOKIE_NAME lacks the __Host- prefix', async t => {
   const warned = (lines: Array<Record<string, unknown>>) => lines.filter(l => l.level === 40 && /__Host-/.test(String(l.msg))).length
   t.equal(warned((await buildTestApp(t, { env: { AUTH_COOKIE_NAME: 'session' } })).logs.lines()), 1, 'session: one warning')
