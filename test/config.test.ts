@@ -1,10 +1,8 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { ConfigError, loadConfig, MANGOPAY_BASE_URLS, shutdownGraceMs, type Config } from '../src/config/index.js'
-import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM } from './helpers.js'
+import { AUDIENCE, ISSUER, RSA_PUBLIC_PEM, spawnServer } from './helpers.js'
 import { createTestPki, type TestPki } from './tls-certs.js'
 
 /**
@@ -249,44 +247,29 @@ t.test('REDIS_URL: redis:// only to a loopback host, unless REDIS_TRUSTED_NETWOR
 })
 
 t.test('the server refuses a clear-text REDIS_URL to another host: exit 1, naming REDIS_URL', async t => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: join(import.meta.dirname, '..'),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...VALID, PORT: '0', REDIS_URL: 'redis://:hunter2-password@10.0.0.5:6379' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let stderr = ''
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const server = spawnServer(t, { ...VALID, PORT: '0', REDIS_URL: 'redis://:hunter2-password@10.0.0.5:6379' })
   // A server that accepted the URL says it listens instead of exiting: that is a failure, not a wait.
-  const outcome = await new Promise<number | null | 'listening'>(resolve => {
-    child.once('exit', code => resolve(code))
-    child.stdout.on('data', (chunk: Buffer) => { if (/listening/i.test(chunk.toString())) resolve('listening') })
-  })
+  const outcome = await Promise.race([
+    server.exited.then(([code]) => code),
+    new Promise<'listening'>(resolve => { server.child.stdout.on('data', () => { if (/listening/i.test(server.stdout())) resolve('listening') }) })
+  ])
   t.equal(outcome, 1, 'exit code 1')
-  t.match(stderr, /REDIS_URL must use rediss:\/\//)
-  t.notMatch(stderr, /hunter2/, 'the password is printed nowhere')
+  t.match(server.stderr(), /REDIS_URL must use rediss:\/\//)
+  t.notMatch(server.stderr(), /hunter2/, 'the password is printed nowhere')
 })
 
 t.test('the server process exits 1 with every problem in one message on stderr', async t => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: join(import.meta.dirname, '..'),
-    // Only what node needs, plus a deliberately broken configuration.
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      PORT: 'not-a-port',
-      MANGOPAY_API_KEY: API_KEY,
-      MANGOPAY_BASE_URL: 'http://api.example.com',
-      AUTH_MODE: 'jwt',
-      CORS_ORIGINS: 'https://*.example.com'
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
+  // Only what node needs (spawnServer adds PATH and HOME), plus a deliberately broken configuration.
+  const server = spawnServer(t, {
+    PORT: 'not-a-port',
+    MANGOPAY_API_KEY: API_KEY,
+    MANGOPAY_BASE_URL: 'http://api.example.com',
+    AUTH_MODE: 'jwt',
+    CORS_ORIGINS: 'https://*.example.com'
   })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
+  const [code] = await server.exited
+  const stdout = server.stdout()
+  const stderr = server.stderr()
 
   t.equal(code, 1, 'exit code 1')
   t.equal(stderr.match(/Invalid configuration/g)?.length, 1, 'one message')
