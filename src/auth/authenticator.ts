@@ -8,8 +8,6 @@ import { cacheVerifications } from './verify-cache.js'
 import { mangopayUserIdsFromClaim } from './session.js'
 import type { Authenticator, JwtVerifier } from './types.js'
 
-export { AmbiguousCredential, MissingCredential } from './credential.js'
-
 const BEARER = /^Bearer[ ]+([^ ]+)[ ]*$/i
 
 function tokenFrom (request: FastifyRequest, cookieName: string | undefined): string {

@@ -6,7 +6,7 @@ import { createDevAuth, devLoginRoutes } from './dev.js'
 import { ForwardAuthenticator } from './forward.js'
 import type { Authenticator } from './types.js'
 
-export { AmbiguousCredential, MissingCredential } from './credential.js'
+export { MissingCredential } from './credential.js'
 export { checkCsrf } from './csrf.js'
 export { selectMangopayUser } from './session.js'
 export type { Authenticator, CredentialSource, Session } from './types.js'
