@@ -28,7 +28,7 @@ interface PageEvent {
   status?: number
   stopped?: boolean
 }
-interface PageRequest { url: string, at: number, status?: number, retryAfter?: string | null, answeredAt?: number }
+interface PageRequest { url: string, at: number, status?: number, retryAfter?: string | null, answeredAt?: number, failed?: boolean }
 interface Harness {
   events: PageEvent[]
   requests: PageRequest[]
@@ -166,6 +166,25 @@ async function keepFreshTests (): Promise<void> {
     const events = await until(page, 2)
     t.same((await requests(page)).map(r => r.status), [200, 503, 200], 'then the retry is served')
     t.same(events.map(e => e.type), ['token', 'token'], 'onError was not called: the page never lacked a token')
+    t.same(errors, [])
+  })
+
+  t.test('back online after a network failure, it asks again without waiting out the backoff', async t => {
+    const { page, errors } = await openPage(t, 60, { pausedClock: true })
+    await page.evaluate(() => { harness.keep('checkout') })
+    await until(page, 1)
+    await page.context().setOffline(true)
+    await page.clock.runFor(30_000) // the refresh is due at half the token's life
+    await eventually('the refresh to fail', async () => (await requests(page))[1]?.failed === true)
+    t.equal((await requests(page)).length, 2, 'offline: the backoff holds the retry')
+    const onlineAt = await page.evaluate(() => Date.now())
+
+    await page.context().setOffline(false) // Chromium fires 'online'; the page's clock stays paused
+    const events = await until(page, 2)
+    const asked = await requests(page)
+    t.same(asked.map(r => r.status), [200, undefined, 200], 'the failed refresh, then one retry, served')
+    t.equal(asked[2]?.at, onlineAt, 'retried as the page came back online, the clock not moved')
+    t.same(events.map(e => e.type), ['token', 'token'], 'onError was not called: the first token was still valid')
     t.same(errors, [])
   })
 
