@@ -113,11 +113,17 @@ t.test('the provider down at start-up: the broker starts, is not ready, and serv
   t.equal(documentReads(idp).length, 1, 'a request right after a failed read does not read again')
   t.match(discoveryLines(logs, 'unavailable'), [{ level: 40, auth: { where: idp.where, cause: `the discovery document at ${idp.where} answered 503` } }])
 
+  clock.by(KEY_SET_RETRY_MS)
+  assertProblem(t, await post(app, RECIPIENTS, { token: await idp.accessToken() }), 503, 'auth_unavailable')
+  t.equal(documentReads(idp).length, 2, 'read again once the retry interval has passed')
+  t.equal(discoveryLines(logs, 'unavailable').length, 1, 'the same failure again is not logged again')
+
   idp.canned.delete('/.well-known/openid-configuration')
   clock.by(KEY_SET_RETRY_MS)
   t.equal((await post(app, RECIPIENTS, { token: await idp.accessToken() })).statusCode, 200)
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
-  t.equal(documentReads(idp).length, 2)
+  t.equal(documentReads(idp).length, 3)
+  t.match(logs.lines().filter(l => l.recovered !== undefined), [{ level: 30, upstream: 'identity_provider', recovered: { host: idp.where, after: 'HTTP 503' } }], 'the recovery is logged')
   t.equal(emulator.control.minted.length, 1)
 })
 

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../clock.js'
 import { JWKS_FETCH_TIMEOUT_MS } from '../config/index.js'
-import { createPool } from '../upstream/index.js'
+import { createPool, FailureCauseLog, hostPort, rootCode } from '../upstream/index.js'
 import { DiscoveryFailed, discoverJwksUri } from './discovery.js'
 import { KEY_SET_RETRY_MS, KeySetUnavailable, remoteKeySet, type RemoteKeySet } from './jwks.js'
 import type { KeysVersion } from './types.js'
@@ -32,6 +32,7 @@ export function discoveredKeySet (issuer: string, options: { clock: Clock, log?:
   let reading: Promise<Discovered> | undefined
   let failedAt = -Infinity
   let lastFailure: unknown
+  const causes = new FailureCauseLog({ upstream: 'identity_provider', label: 'The identity provider\'s discovery document', log })
 
   const recentlyFailed = (): boolean => clock.now() - failedAt < KEY_SET_RETRY_MS
   const due = (): boolean => current === undefined || clock.now() - current.readAt >= DISCOVERY_MAX_AGE_MS
@@ -39,6 +40,7 @@ export function discoveredKeySet (issuer: string, options: { clock: Clock, log?:
   async function read (): Promise<Discovered> {
     try {
       const jwksUri = await discoverJwksUri(dispatcher, issuer, JWKS_FETCH_TIMEOUT_MS)
+      causes.recovered()
       if (current?.jwksUri === jwksUri) {
         current.readAt = clock.now()
         return current
@@ -51,10 +53,15 @@ export function discoveredKeySet (issuer: string, options: { clock: Clock, log?:
     } catch (err) {
       failedAt = clock.now()
       lastFailure = err
-      const cause = err instanceof DiscoveryFailed ? err : new DiscoveryFailed(`discovery failed (${(err as Error).name})`, '', { cause: err })
-      const fields = { auth: { discovery: cause.refused ? 'refused' : 'unavailable', cause: cause.message, where: cause.where, standingIn: current !== undefined } }
-      if (cause.refused) log?.error(fields, 'The identity provider\'s discovery document is refused; sign-ins fail until it is fixed')
-      else log?.warn(fields, 'The identity provider\'s discovery document cannot be read')
+      const cause = err instanceof DiscoveryFailed ? err : new DiscoveryFailed(`discovery failed (${rootCode(err)})`, { host: hostPort(issuer), code: rootCode(err) }, { cause: err })
+      // Once per outage or change of cause, not once per retry.
+      causes.failed(cause.failure, {
+        level: cause.refused ? 'error' : 'warn',
+        fields: { auth: { discovery: cause.refused ? 'refused' : 'unavailable', cause: cause.message, where: cause.failure.host, standingIn: current !== undefined } },
+        message: cause.refused
+          ? 'The identity provider\'s discovery document is refused; sign-ins fail until it is fixed'
+          : 'The identity provider\'s discovery document cannot be read'
+      })
       throw cause
     }
   }

@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Dispatcher } from 'undici'
 import { checkUrl } from '../config/index.js'
-import { hostPort, readBounded, rootCode, withDeadline } from '../upstream/index.js'
+import { hostPort, readBounded, rootCode, withDeadline, type FailureCause } from '../upstream/index.js'
 
 // OpenID Connect Discovery 1.0 and RFC 8414: where an issuer publishes its metadata, and the one field the broker needs.
 
@@ -17,15 +17,15 @@ const checkProviderMetadata = Compile(ProviderMetadata)
 
 /** The document could not be read, or names another issuer or an unusable key set: no keys from it. */
 export class DiscoveryFailed extends Error {
-  /** `host:port` of the document asked for, for the logs. */
-  readonly where: string
+  /** Where the document was asked for and what failed, in short: a run of the same failure is logged once. */
+  readonly failure: FailureCause
   /** The issuer's own settings are wrong (not an outage): logged as an error. */
   readonly refused: boolean
 
-  constructor (message: string, where: string, options: { refused?: boolean, cause?: unknown } = {}) {
+  constructor (message: string, failure: FailureCause, options: { refused?: boolean, cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'DiscoveryFailed'
-    this.where = where
+    this.failure = failure
     this.refused = options.refused ?? false
   }
 }
@@ -47,29 +47,33 @@ export function discoveryUrls (issuer: string): URL[] {
 async function fetchDocument (dispatcher: Dispatcher, url: URL, timeoutMs: number): Promise<unknown> {
   const where = hostPort(url)
   return await withDeadline(timeoutMs, async deadline => {
+    const unreadable = (what: string, err: unknown): DiscoveryFailed => {
+      const failure = { host: where, code: deadline.timedOut ? 'timeout' : rootCode(err) }
+      return new DiscoveryFailed(`the discovery document at ${where} ${what} (${failure.code})`, failure, { cause: err })
+    }
     let response: Dispatcher.ResponseData
     try {
       // undici's `request` follows no redirect: a 3xx is "not here".
       response = await dispatcher.request({ origin: url.origin, path: url.pathname, method: 'GET', headers: { accept: 'application/json' }, signal: deadline })
     } catch (err) {
-      throw new DiscoveryFailed(`the discovery document at ${where} cannot be fetched (${deadline.timedOut ? 'timeout' : rootCode(err)})`, where, { cause: err })
+      throw unreadable('cannot be fetched', err)
     }
     if (response.statusCode !== 200) {
       await response.body.dump({ limit: MAX_DOCUMENT_BYTES }).catch(() => {})
-      if (response.statusCode >= 500) throw new DiscoveryFailed(`the discovery document at ${where} answered ${response.statusCode}`, where)
+      if (response.statusCode >= 500) throw new DiscoveryFailed(`the discovery document at ${where} answered ${response.statusCode}`, { host: where, status: response.statusCode })
       return undefined
     }
     let text: string | undefined
     try {
       text = await readBounded(response.body, MAX_DOCUMENT_BYTES)
     } catch (err) {
-      throw new DiscoveryFailed(`the discovery document at ${where} was cut off (${deadline.timedOut ? 'timeout' : rootCode(err)})`, where, { cause: err })
+      throw unreadable('was cut off', err)
     }
-    if (text === undefined) throw new DiscoveryFailed(`the discovery document at ${where} is larger than ${MAX_DOCUMENT_BYTES} bytes`, where)
+    if (text === undefined) throw new DiscoveryFailed(`the discovery document at ${where} is larger than ${MAX_DOCUMENT_BYTES} bytes`, { host: where, code: 'too_large' })
     try {
       return JSON.parse(text) as unknown
     } catch {
-      throw new DiscoveryFailed(`the discovery document at ${where} is not JSON`, where)
+      throw new DiscoveryFailed(`the discovery document at ${where} is not JSON`, { host: where, code: 'not_json' })
     }
   })
 }
@@ -85,16 +89,16 @@ export async function discoverJwksUri (dispatcher: Dispatcher, issuer: string, t
     const body = await fetchDocument(dispatcher, url, timeoutMs)
     if (body === undefined) continue
     const where = hostPort(url)
-    if (!checkProviderMetadata.Check(body)) throw new DiscoveryFailed(`the discovery document at ${where} is not provider metadata (no "issuer")`, where, { refused: true })
+    if (!checkProviderMetadata.Check(body)) throw new DiscoveryFailed(`the discovery document at ${where} is not provider metadata (no "issuer")`, { host: where, code: 'not_metadata' }, { refused: true })
     if (body.issuer !== issuer) {
-      throw new DiscoveryFailed(`the discovery document at ${where} names the issuer "${body.issuer.slice(0, 256)}", not AUTH_ISSUER exactly`, where, { refused: true })
+      throw new DiscoveryFailed(`the discovery document at ${where} names the issuer "${body.issuer.slice(0, 256)}", not AUTH_ISSUER exactly`, { host: where, code: 'other_issuer' }, { refused: true })
     }
-    if (body.jwks_uri === undefined) throw new DiscoveryFailed(`the discovery document at ${where} has no jwks_uri`, where, { refused: true })
+    if (body.jwks_uri === undefined) throw new DiscoveryFailed(`the discovery document at ${where} has no jwks_uri`, { host: where, code: 'no_jwks_uri' }, { refused: true })
     const problems: string[] = []
     const jwksUri = checkUrl('its jwks_uri', body.jwks_uri, problems)
-    if (jwksUri === undefined) throw new DiscoveryFailed(`the discovery document at ${where}: ${problems.join('; ')}`, where, { refused: true })
+    if (jwksUri === undefined) throw new DiscoveryFailed(`the discovery document at ${where}: ${problems.join('; ')}`, { host: where, code: 'bad_jwks_uri' }, { refused: true })
     return jwksUri
   }
   const where = hostPort(urls[0] as URL)
-  throw new DiscoveryFailed(`no discovery document at ${where} (${urls.map(u => u.pathname).join(', ')})`, where, { refused: true })
+  throw new DiscoveryFailed(`no discovery document at ${where} (${urls.map(u => u.pathname).join(', ')})`, { host: where, code: 'not_found' }, { refused: true })
 }
