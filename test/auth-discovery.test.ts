@@ -2,7 +2,7 @@ import t from 'tap'
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose'
 import { DISCOVERY_MAX_AGE_MS, DISCOVERY_UNKNOWN_KEY_MS } from '../src/auth/discovered-keys.js'
 import { KEY_SET_RETRY_MS } from '../src/auth/jwt.js'
-import { USER_A, assertProblem, buildTestApp, opsGet, post, type LogCapture } from './helpers.js'
+import { USER_A, assertProblem, buildTestApp, opsGet, post, tokenFor, type LogCapture } from './helpers.js'
 import { PLATFORM_CLIENT_ID, startOidcProvider, type OidcProvider } from './oidc-provider.js'
 
 /**
@@ -155,4 +155,25 @@ t.test('a key the key set lacks gets the document read again: the provider moved
   t.equal(documentReads(idp).length, 2)
   t.same(keySetReads(idp), ['/old-jwks', '/jwks'])
   t.equal(emulator.control.minted.length, 1)
+})
+
+t.test('a key set replaced by discovery ends what was verified with the one before', async t => {
+  const idp = await startOidcProvider(t)
+  const moved = await generateKeyPair('RS256', { extractable: true })
+  idp.canned.set('/old-jwks', { status: 200, body: await (await fetch(`${idp.issuer}/jwks`)).json() })
+  idp.canned.set('/new-jwks', { status: 200, body: { keys: [{ ...await exportJWK(moved.publicKey), kid: 'moved', alg: 'RS256', use: 'sig' }] } })
+  const naming = (path: string) => ({ status: 200, body: { issuer: idp.issuer, jwks_uri: `${idp.issuer}${path}` } })
+  idp.canned.set('/.well-known/openid-configuration', naming('/old-jwks'))
+  const clock = movableClock()
+  const { app } = await buildTestApp(t, { env: discoveryEnv(idp.issuer), deps: { clock } })
+  const token = await idp.accessToken()
+  // The first look finds no key set yet; the second is remembered as verified with the old one.
+  for (let i = 0; i < 2; i++) t.equal((await post(app, RECIPIENTS, { token })).statusCode, 200)
+
+  idp.canned.set('/.well-known/openid-configuration', naming('/new-jwks'))
+  clock.by(DISCOVERY_UNKNOWN_KEY_MS)
+  const withMovedKey = await tokenFor(USER_A, {}, { key: moved.privateKey, kid: 'moved', issuer: idp.issuer, subject: 'idp|moved' })
+  t.equal((await post(app, RECIPIENTS, { token: withMovedKey })).statusCode, 200, 'a key only the new set has: the document is read again')
+  t.same(keySetReads(idp).slice(-2), ['/old-jwks', '/new-jwks'])
+  assertProblem(t, await post(app, RECIPIENTS, { token }), 401, 'unauthenticated')
 })
