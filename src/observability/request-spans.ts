@@ -15,7 +15,7 @@ async function requestSpans (app: FastifyInstance, options: { tracing: Tracing }
   app.decorateRequest('traceSpan', null)
   // Callback style: no promise per request, and nothing at all but a header lookup when there is no trace.
   app.addHook('onRequest', (request, _reply, done) => {
-    request.traceSpan = tracing.startRequest(request.headers, request.method, request.routeOptions.url) ?? null
+    request.traceSpan = tracing.startRequest(request) ?? null
     done()
   })
   app.addHook('onResponse', (request, reply, done) => {

@@ -16,6 +16,8 @@ export type SpanKindName = 'client' | 'internal'
 export type SpanAttributes = Record<string, string | number | boolean>
 
 type StartSpan = (name: string, kind: SpanKind, attributes: Attributes, parent: Context) => Span
+/** The parts of a Fastify request a server span is made from. */
+type IncomingRequest = { headers: IncomingHttpHeaders, method: string, routeOptions: { url?: string | undefined } }
 
 const KINDS: Record<SpanKindName, SpanKind> = { client: SpanKind.CLIENT, internal: SpanKind.INTERNAL }
 const propagator = new W3CTraceContextPropagator()
@@ -85,10 +87,13 @@ export class Tracing {
   }
 
   /** A request's server span, named after its route (never its URL); none when there is no trace to continue or record. */
-  startRequest (headers: IncomingHttpHeaders, method: string, route: string | undefined): TraceSpan | undefined {
+  startRequest (request: IncomingRequest): TraceSpan | undefined {
+    const { headers, method } = request
     // An invalid traceparent is ignored, as W3C Trace Context says.
     const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter)
     if (!this.exporting && trace.getSpanContext(parent) === undefined) return undefined
+    // Read only now: Fastify builds `routeOptions` anew on each access.
+    const route = request.routeOptions.url
     const attributes: Attributes = { 'http.request.method': method }
     if (route !== undefined) attributes['http.route'] = route
     return new TraceSpan(this.#start, route === undefined ? method : `${method} ${route}`, SpanKind.SERVER, attributes, parent)
