@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { API_KEY, assertProblem, buildTestApp, CLIENT_ID, post, tokenFor, USER_A, type TestApp } from './helpers.js'
+import { LiveSecrets } from '../src/observability/index.js'
 
 /**
  * SPEC §8 "Logs": the API key, the Basic value, the bearer and minted tokens are scrubbed from
@@ -75,4 +76,28 @@ t.test('after a key rotation (SIGHUP), the new key is scrubbed too', async t => 
 
   t.ok(mangopayMessages(broker).some(m => m.includes('(acme-client:[redacted])')), 'the refusal, with the key cut out, was logged')
   assertAbsent(t, broker.logs.text(), { 'rotated API key': ROTATED_KEY, 'rotated Basic value': basicOf(ROTATED_KEY) })
+})
+
+t.test('a minted token is found wherever a run of its characters stands whole', async t => {
+  const secrets = new LiveSecrets()
+  const hex = '3f9c2a71b4e8d05c6a1f7e2b9d4c8a13'
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVz'
+  const unpadded = 'YWJj+ZGVm/Z2hpamtsbW5vcHFyc3Q'
+  for (const token of [hex, jwt, unpadded]) secrets.token(token)
+  t.equal(secrets.scrub(`{"url":"/v1/tokens/${hex}?x=1"}`), '{"url":"/v1/tokens/[redacted]?x=1"}', 'in a path')
+  t.equal(secrets.scrub(`{"msg":"line\\n${hex}"}`), '{"msg":"line\\n[redacted]"}', 'after a JSON escape')
+  t.equal(secrets.scrub(`Authorization: Bearer ${jwt}`), 'Authorization: Bearer [redacted]', 'a JWT, dots and all')
+  t.equal(secrets.scrub(`key=${unpadded}=;`), 'key=[redacted];', 'standard base64, with the padding it was minted without')
+  const plain = '{"service":"mangopay-token-broker","requestId":"0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"}'
+  t.equal(secrets.scrub(plain), plain, 'other runs untouched')
+})
+
+t.test('credentials and short tokens are searched anywhere, as written and as JSON escapes them', async t => {
+  const secrets = new LiveSecrets()
+  const key = 'sk"test\\key-0123456789'
+  secrets.credential(key)
+  secrets.token('short')
+  t.equal(secrets.scrub(`raw ${key}.`), 'raw [redacted].')
+  t.equal(secrets.scrub(JSON.stringify({ msg: `in ${key}x` })), '{"msg":"in [redacted]x"}')
+  t.equal(secrets.scrub('ashortb'), 'a[redacted]b', 'a token too short to look up is searched for')
 })
