@@ -3,7 +3,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
-import type { BrokerError, ErrorCode } from '../errors.js'
+import { BrokerError } from '../errors.js'
 import { commonHeaders, problemBody } from '../http/index.js'
 
 /** Readiness with its figures (quota windows, bearer state): what the public port leaves out (SPEC §8 "Ports"). */
@@ -22,31 +22,35 @@ export interface OpsListenerOptions {
   host: string
 }
 
+/** JSON with the headers every answer carries; problem+json for a refusal. */
+function send (res: ServerResponse, status: number, body: unknown, requestId: string, headers: Record<string, string> = {}): void {
+  const type = status < 400 ? 'application/json' : 'application/problem+json'
+  res.writeHead(status, { 'content-type': `${type}; charset=utf-8`, ...commonHeaders(requestId), ...headers }).end(JSON.stringify(body))
+}
+
+/** As sendProblem does on the public port, Retry-After included. */
+function refuse (res: ServerResponse, error: BrokerError, extensions: Record<string, unknown> = {}): void {
+  const requestId = randomUUID()
+  const headers: Record<string, string> = error.retryAfterS === undefined ? {} : { 'retry-after': String(error.retryAfterS) }
+  send(res, error.statusCode, { ...problemBody(error.statusCode, error.code, error.detail, requestId), ...extensions }, requestId, headers)
+}
+
 /**
  * METRICS_PORT: `/metrics` and the detailed `/readyz`, on a listener of its own so operational
  * data is never served where browsers reach the broker. Refusals are problem+json (SPEC §2).
  */
 export function listenForOperations (app: FastifyInstance, options: OpsListenerOptions): void {
   const { metrics, readiness } = options
-  const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
-    res.writeHead(status, { 'content-type': status < 400 ? 'application/json; charset=utf-8' : 'application/problem+json; charset=utf-8', ...commonHeaders(randomUUID()), ...headers })
-      .end(JSON.stringify(body))
-  }
-  const refuse = (res: ServerResponse, status: number, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): void => {
-    const requestId = randomUUID()
-    res.writeHead(status, { 'content-type': 'application/problem+json; charset=utf-8', ...commonHeaders(requestId), ...headers })
-      .end(JSON.stringify({ ...problemBody(status, code, detail, requestId), ...extra }))
-  }
   const failed = (res: ServerResponse, what: string) => (err: unknown) => {
     app.log.error({ err }, `${what} failed`)
-    refuse(res, 500, 'internal_error', `The ${what} could not be collected.`)
+    refuse(res, new BrokerError('internal_error', `The ${what} could not be collected.`))
   }
 
   const server: Server = createServer((req, res) => {
     // The path is not echoed, whatever it held.
     const path = req.url?.split('?')[0]
     if (req.method !== 'GET' || (path !== '/metrics' && path !== '/readyz')) {
-      refuse(res, 404, 'not_found', 'Only GET /metrics and GET /readyz are served here.')
+      refuse(res, new BrokerError('not_found', 'Only GET /metrics and GET /readyz are served here.'))
       return
     }
     if (path === '/metrics') {
@@ -57,13 +61,8 @@ export function listenForOperations (app: FastifyInstance, options: OpsListenerO
       return
     }
     readiness().then(report => {
-      if (report.ready || report.error === undefined) {
-        json(res, 200, { status: 'ready', checks: report.checks })
-        return
-      }
-      const { error } = report
-      const retryAfter: Record<string, string> = error.retryAfterS === undefined ? {} : { 'retry-after': String(error.retryAfterS) }
-      refuse(res, error.statusCode, error.code, error.detail, { failing: report.failing, checks: report.checks }, retryAfter)
+      if (report.ready || report.error === undefined) send(res, 200, { status: 'ready', checks: report.checks }, randomUUID())
+      else refuse(res, report.error, { failing: report.failing, checks: report.checks })
     }, failed(res, 'readiness check'))
   })
 
