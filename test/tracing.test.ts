@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { ConfigError, loadConfig } from '../src/config/index.js'
 import type { Emulator, ReceivedRequest } from '../src/emulator/index.js'
 import {
-  USER_A, assertNoSecrets, baseEnv, buildTestApp, serverEnv, startTestEmulator, spawnServer, tokenFor, until, type TestContext
+  USER_A, assertNoSecrets, baseEnv, buildTestApp, post, serverEnv, startTestEmulator, spawnServer, tokenFor, until, type TestContext
 } from './helpers.js'
 
 /**
@@ -42,7 +42,8 @@ interface Receiver {
   spans: () => OtlpSpan[]
 }
 
-async function startReceiver (t: TestContext): Promise<Receiver> {
+/** `status`: what it answers each batch (a collector refusing them with 400). */
+async function startReceiver (t: TestContext, status = 200): Promise<Receiver> {
   const bodies: string[] = []
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -53,7 +54,7 @@ async function startReceiver (t: TestContext): Promise<Receiver> {
         return
       }
       bodies.push(Buffer.concat(chunks).toString('utf8'))
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      res.writeHead(status, { 'content-type': 'application/json' }).end('{}')
     })
   })
   server.listen(0, '127.0.0.1')
@@ -258,4 +259,15 @@ t.test('the OTEL_* variables: endpoints, switches and refusals', async t => {
   t.match(problems({ OTEL_TRACES_SAMPLER_ARG: '2' }), [/OTEL_TRACES_SAMPLER_ARG/])
   t.match(problems({ OTEL_RESOURCE_ATTRIBUTES: 'novalue' }), [/OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs/])
   t.match(problems({ OTEL_SDK_DISABLED: 'yes' }), [/OTEL_SDK_DISABLED/])
+})
+
+t.test('a batch the collector refuses is logged at warn; the request it traced is unaffected', async t => {
+  const collector = await startReceiver(t, 400)
+  const { app, logs } = await buildTestApp(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url } })
+  t.equal((await post(app, '/v1/tokens/recipients', { token: await tokenFor(USER_A) })).statusCode, 200)
+  await app.close()
+  const lost = logs.lines().filter(l => l.msg === 'spans could not be exported') as Array<{ level: number, tracing: { spans: number } }>
+  t.ok(lost.length > 0 && lost.every(l => l.level === 40), 'logged at warn')
+  t.match(lost[0], { tracing: { error: 'OTLPExporterError', code: 400 } }, 'with what the collector answered')
+  t.equal(lost.reduce((sum, l) => sum + l.tracing.spans, 0), 4, 'every span of the request counted: request, authentication, mint, bearer fetch')
 })
