@@ -7,12 +7,9 @@ import { BrokerError } from '../errors.js'
 import { commonHeaders, problemBody } from '../http/index.js'
 
 /** Readiness with its figures (quota windows, bearer state): what the public port leaves out (SPEC §8 "Ports"). */
-export interface DetailedReadiness {
-  ready: boolean
-  failing?: string[]
-  error?: BrokerError
-  checks: Record<string, unknown>
-}
+export type DetailedReadiness =
+  | { ready: true, checks: Record<string, unknown> }
+  | { ready: false, failing: string[], error: BrokerError, checks: Record<string, unknown> }
 
 export interface OpsListenerOptions {
   /** The registry to scrape, and where the listener ended up once it listens. */
@@ -61,7 +58,7 @@ export function listenForOperations (app: FastifyInstance, options: OpsListenerO
       return
     }
     readiness().then(report => {
-      if (report.ready || report.error === undefined) send(res, 200, { status: 'ready', checks: report.checks }, randomUUID())
+      if (report.ready) send(res, 200, { status: 'ready', checks: report.checks }, randomUUID())
       else refuse(res, report.error, { failing: report.failing, checks: report.checks })
     }, failed(res, 'readiness check'))
   })
