@@ -155,7 +155,9 @@ t.test('through the broker: Mangopay down → open, fail fast, one probe, recove
   t.equal(ready.statusCode, 503, 'not ready while open')
   t.same(ready.json().failing, ['circuit'])
   t.equal(ready.headers['retry-after'], '10')
-  t.match((await opsGet(app, '/readyz')).json().checks, { circuit: 'open', bearer: 'held', shutdown: false }, 'the figures on the metrics port')
+  const detailed = await opsGet(app, '/readyz')
+  t.match(detailed.json().checks, { circuit: 'open', bearer: 'held', shutdown: false }, 'the figures on the metrics port')
+  t.equal(detailed.headers['retry-after'], '10', 'with the same Retry-After')
   t.match(await scrape(), /^broker_mangopay_circuit_state 2$/m)
 
   clock.advance(4000)
