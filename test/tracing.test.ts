@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { request } from 'undici'
 import { ConfigError, loadConfig } from '../src/config/index.js'
+import { LAST_EXPORT_MS } from '../src/observability/tracing-sdk.js'
 import type { Emulator, ReceivedRequest } from '../src/emulator/index.js'
 import {
   USER_A, assertNoSecrets, baseEnv, buildTestApp, post, serverEnv, startTestEmulator, spawnServer, tokenFor, until, type TestContext
@@ -270,4 +271,18 @@ t.test('a batch the collector refuses is logged at warn; the request it traced i
   t.ok(lost.length > 0 && lost.every(l => l.level === 40), 'logged at warn')
   t.match(lost[0], { tracing: { error: 'OTLPExporterError', code: 400 } }, 'with what the collector answered')
   t.equal(lost.reduce((sum, l) => sum + l.tracing.spans, 0), 4, 'every span of the request counted: request, authentication, mint, bearer fetch')
+})
+
+t.test('a collector that never answers does not hold up shutdown: the last batch is given up and logged', async t => {
+  // Accepts the connection and never says a word.
+  const silent = createServer(() => {})
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => { silent.closeAllConnections(); silent.close() })
+  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`
+  const { app, logs } = await buildTestApp(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: url } })
+  t.equal((await post(app, '/v1/tokens/recipients', { token: await tokenFor(USER_A) })).statusCode, 200)
+  await app.close()
+  const given = logs.lines().filter(l => l.msg === 'the last spans could not be exported')
+  t.match(given, [{ level: 40, tracing: { error: 'timeout', waitedMs: LAST_EXPORT_MS } }], 'one warning, naming the wait')
 })

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Tracer } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
@@ -52,6 +53,10 @@ class ReportingExporter implements SpanExporter {
   }
 }
 
+// The last batch may not hold up shutdown: a collector that never answers would otherwise use up the grace period.
+export const LAST_EXPORT_MS = 3000
+const TIMED_OUT = Symbol('timed out')
+
 export function startExporting (config: TracingConfig, url: string, log: FastifyBaseLogger): { tracer: Tracer, shutdown: () => Promise<void> } {
   const resource = defaultResource().merge(resourceFromAttributes({ ...config.resourceAttributes, [ATTR_SERVICE_NAME]: config.serviceName }))
   const exporter = new ReportingExporter(new OTLPTraceExporter({ url }), log)
@@ -60,7 +65,8 @@ export function startExporting (config: TracingConfig, url: string, log: Fastify
     tracer: provider.getTracer('mangopay-token-broker'),
     shutdown: async () => {
       try {
-        await provider.shutdown()
+        const outcome = await Promise.race([provider.shutdown(), sleep(LAST_EXPORT_MS, TIMED_OUT, { ref: false })])
+        if (outcome === TIMED_OUT) log.warn({ tracing: { error: 'timeout', waitedMs: LAST_EXPORT_MS } }, 'the last spans could not be exported')
       } catch (err) {
         log.warn({ tracing: { error: (err as Error).name } }, 'the last spans could not be exported')
       }
